@@ -1,0 +1,47 @@
+# calibmon: the two commands a newcomer needs (see README.md)
+#   make demo   install into .venv and run `calibmon demo` (no server needed)
+#   make test   install system packages + .venv and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+# Debian packages the tests start for real: InfluxDB 1.x, VictoriaMetrics (v2 write API),
+# Alertmanager (+amtool), Prometheus (promtool), Chromium (report screenshot).
+APT_PACKAGES := influxdb victoria-metrics prometheus-alertmanager prometheus chromium
+
+.PHONY: install demo system-deps test lint bench clean
+
+$(BIN)/calibmon: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/calibmon
+
+demo: install
+	$(BIN)/calibmon demo
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# The Debian packages start their services; the tests run their own on free ports.
+	-@$(SUDO) systemctl disable --now influxdb prometheus prometheus-alertmanager victoria-metrics >/dev/null 2>&1 || true
+
+test: system-deps install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python benchmarks/bench_read.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,169 @@
+"""Configuration: read and validated once at the edge, then passed down as objects.
+
+Sources, in increasing priority: the YAML file (``--config`` or ``CALIBMON_CONFIG``),
+the environment (``CALIBMON_*``, nested keys with ``__``: ``CALIBMON_NOMINAL_GAIN__ITL``),
+command-line flags. Secrets never live in the YAML: sinks and notifiers name the
+environment variable or file that holds them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from calibmon import __version__
+from calibmon.errors import ConfigError
+
+_CONFIG_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "calibmon_config_path", default=None
+)
+
+# Nominal gains (e-/adu) used for read noise in electrons until a measured gain exists;
+# LSSTCam sensor acceptance: ITL ≈ 1.6–1.8, e2v ≈ 1.4–1.6 e-/adu.
+NOMINAL_GAIN_E_PER_ADU: dict[str, float] = {"ITL": 1.7, "E2V": 1.5}
+
+
+class KnownBad(BaseModel):
+    """An amp (or whole detector when ``amp`` is omitted) that never pages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument: str = "LSSTCam"
+    detector_name: str
+    amp: str | None = None
+    reason: str = ""
+
+
+class MinFrames(BaseModel):
+    """Fewest frames a group needs to be measured (PTC: frames, i.e. 2 per pair)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bias: int = Field(1, ge=1)
+    dark: int = Field(1, ge=1)
+    flat: int = Field(2, ge=2)
+    ptc: int = Field(10, ge=6)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file named by ``--config``/``CALIBMON_CONFIG`` (lowest priority)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _CONFIG_PATH.get()
+        if path is None:
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {path}{where} is not valid YAML") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys")
+        return data
+
+
+class Settings(BaseSettings):
+    """Everything calibmon is configured with (DESIGN.md §3 minimal keys and more)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALIBMON_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    store: Path | None = None
+    instrument: str | None = None
+    nominal_gain: dict[str, float] = Field(default_factory=lambda: dict(NOMINAL_GAIN_E_PER_ADU))
+    min_frames: MinFrames = Field(default_factory=MinFrames)
+    workers: int | None = Field(None, ge=1)
+    executor: Literal["process", "dask", "serial"] = "process"
+    dask_address: str | None = None
+    catalogue_dir: Path | None = None
+    sinks: list[dict[str, Any]] = Field(default_factory=list)
+    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    known_bad: list[KnownBad] = Field(default_factory=list)
+    alerts: dict[str, Any] = Field(default_factory=dict)
+    schedules_dir: Path | None = None
+    dashboard_url: str = "http://localhost:3000/d/calibmon-amp"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("nominal_gain")
+    @classmethod
+    def _gains_positive(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, g in v.items():
+            if not 0.1 < g < 20:
+                raise ValueError(f"nominal gain for {k} must be in (0.1, 20) e-/adu, got {g}")
+        return {k.upper(): g for k, g in v.items()}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # -- derived ---------------------------------------------------------------------
+    def store_path(self) -> Path:
+        from calibmon.store.sqlite import default_store_path
+
+        return self.store or default_store_path()
+
+    def science_hash(self) -> str:
+        """Hash of the settings that change numbers (not sinks, store or secrets)."""
+        keep = {"nominal_gain": self.nominal_gain, "min_frames": self.min_frames.model_dump()}
+        if self.catalogue_dir:
+            keep["catalogue_dir"] = str(self.catalogue_dir)
+        blob = json.dumps(keep, sort_keys=True) + __version__
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    errs = exc.errors()
+    first = errs[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"config error in {source}: {key}: {msg}{more}"
+
+
+def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from file < environment < ``overrides`` (flags; None values ignored).
+
+    Raises :class:`ConfigError` with one line naming the key and the source.
+    """
+    path = config_path or os.environ.get("CALIBMON_CONFIG")
+    p = Path(path) if path else None
+    if p is not None and not p.exists():
+        raise ConfigError(f"config file {p} does not exist")
+    token = _CONFIG_PATH.set(p)
+    try:
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(**flags)
+    except ValidationError as exc:
+        source = str(p) if p else "environment/flags"
+        raise ConfigError(_format_validation_error(exc, source)) from None
+    finally:
+        _CONFIG_PATH.reset(token)

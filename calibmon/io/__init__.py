@@ -1,0 +1,1 @@
+"""I/O at the edges: raw FITS reading, geometry, discovery and detector naming."""

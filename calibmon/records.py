@@ -1,0 +1,115 @@
+"""Metric records: every measured number is one record (DESIGN.md §4, contract).
+
+``MetricRecord.to_json_dict()`` is exactly what ``calibmon export --format jsonl``
+writes. Numpy scalars are converted to ``float``/``int`` at this boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Level = Literal["amp", "detector", "camera"]
+
+
+def iso_utc_ms(dt: datetime) -> str:
+    """Format a datetime as ``YYYY-MM-DDTHH:MM:SS.sssZ`` (UTC, millisecond precision)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_iso_utc(text: str) -> datetime:
+    """Parse an ISO-8601 timestamp (``Z`` or offset, or naive meaning UTC)."""
+    t = text.strip()
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+class Stats(BaseModel):
+    """Summary statistics over the level below (amps of a detector, or all amps)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    median: float
+    sigma_mad: float
+    n_points: int
+    min: float
+    max: float
+
+
+class Provenance(BaseModel):
+    """Where a number came from. Extra keys (e.g. ``gain_source``) are allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run: str
+    exposures: list[int] = Field(default_factory=list)
+    n_exposures: int = 0
+    software_version: str
+    config_hash: str
+    input_calibs: dict[str, Any] = Field(default_factory=dict)
+    processed_at: str
+
+
+class MetricRecord(BaseModel):
+    """One measured number (DESIGN.md §4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    value: float
+    unit: str
+    calib_type: str
+    level: Level
+    instrument: str
+    detector: int | None
+    detector_name: str | None
+    amp: str | None
+    day_obs: str
+    physical_filter: str = ""
+    vendor: str = ""
+    timestamp: str
+    provenance: Provenance
+    stats: Stats | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _finite_float(cls, v: Any) -> float:
+        f = float(v)
+        if not math.isfinite(f):
+            raise ValueError("value must be finite; unmeasurable numbers are not records")
+        return f
+
+    @field_validator("day_obs")
+    @classmethod
+    def _day_obs(cls, v: str) -> str:
+        if len(v) != 8 or not v.isdigit():
+            raise ValueError(f"day_obs must be YYYYMMDD, got {v!r}")
+        return v
+
+    def identity(self) -> tuple[str, str, str, int, str, str]:
+        """The store's unique key: (metric, level, instrument, detector, amp, timestamp)."""
+        return (
+            self.metric,
+            self.level,
+            self.instrument,
+            -1 if self.detector is None else self.detector,
+            self.amp or "",
+            self.timestamp,
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSONL export form (contract); ``stats`` only on summary records."""
+        d = self.model_dump(mode="json")
+        if d.get("stats") is None:
+            d.pop("stats", None)
+        return d

@@ -1,0 +1,92 @@
+"""Combining a stack of overscan-corrected amplifier frames into a master (per amp).
+
+The estimator is the **median** of the stack, chosen over a sigma-clipped mean because
+(1) with 15 frames a per-pixel clipped mean needs a robust centre and scale per pixel,
+i.e. at least one median anyway plus several passes; (2) the median rejects cosmic rays
+and single-frame glitches without a tunable threshold; (3) its efficiency loss is known
+exactly: for Gaussian noise the noise of a median of N frames is √(π/2)·σ/√N
+asymptotically (1.25× the mean's noise; the exact factor for small N is
+:func:`median_noise_factor`). cp_pipe's default combine is a clipped mean; calibmon's
+masters only need to be robust references for verification and defect finding.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from scipy import integrate, stats
+
+
+def median_stack(stack: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Per-pixel median of ``stack`` along axis 0.
+
+    Parameters
+    ----------
+    stack : (n_exp, n_rows, n_cols) float32, any unit. Modified in place (partitioned).
+    out : optional (n_rows, n_cols) float32 buffer to write into.
+
+    Returns
+    -------
+    (n_rows, n_cols) float32 master, same unit as the stack.
+    """
+    if stack.ndim != 3 or stack.shape[0] == 0:
+        raise ValueError(f"stack must be (n_exp, rows, cols) with n_exp >= 1, got {stack.shape}")
+    n = stack.shape[0]
+    if n == 1:
+        res = stack[0]
+    elif n % 2:
+        k = n // 2
+        stack.partition(k, axis=0)
+        res = stack[k]
+    else:
+        k = n // 2
+        stack.partition((k - 1, k), axis=0)
+        res = 0.5 * (stack[k - 1] + stack[k])
+    if out is None:
+        return np.array(res, dtype=np.float32, copy=True)
+    out[...] = res
+    return out
+
+
+@functools.cache
+def median_noise_factor(n: int) -> float:
+    """std(median of n iid Gaussian samples) / (σ/√n), computed exactly by integration.
+
+    n = 1, 2: exactly 1 (the median of two is their mean). For odd n = 2k+1 the median is
+    the order statistic X₍ₖ₊₁₎ with density ∝ Φᵏ(1−Φ)ᵏφ; for even n = 2k it is the mean of
+    X₍ₖ₎ and X₍ₖ₊₁₎, whose joint density is integrated numerically (David & Nagaraja,
+    *Order Statistics*, §2.2). Tends to √(π/2) = 1.2533 for large n.
+    """
+    if n <= 2:
+        return 1.0
+    if n > 201:
+        return math.sqrt(math.pi / 2.0)
+    phi, Phi = stats.norm.pdf, stats.norm.cdf
+    if n % 2:
+        k = n // 2
+        c = math.exp(math.lgamma(n + 1) - 2 * math.lgamma(k + 1))
+        var = integrate.quad(
+            lambda x: x * x * c * Phi(x) ** k * (1 - Phi(x)) ** k * phi(x), -12, 12, limit=200
+        )[0]
+    else:
+        k = n // 2
+        # joint density of X(k) = u <= X(k+1) = v:
+        # n!/((k-1)!(k-1)!) Φ(u)^(k-1) φ(u) φ(v) (1-Φ(v))^(k-1)
+        c = math.exp(math.lgamma(n + 1) - 2 * math.lgamma(k))
+        e_uu = integrate.quad(lambda x: x * x * _order_pdf(x, k, n), -12, 12, limit=200)[0]
+        e_uv = integrate.dblquad(
+            lambda v, u: u * v * c * Phi(u) ** (k - 1) * phi(u) * phi(v) * (1 - Phi(v)) ** (k - 1),
+            -12, 12, lambda u: u, lambda u: 12,
+        )[0]  # fmt: skip
+        # By symmetry E[X(k)²] = E[X(k+1)²]; Var((u+v)/2) = (2E[u²] + 2E[uv])/4.
+        var = 0.5 * (e_uu + e_uv)
+    return math.sqrt(var * n)
+
+
+def _order_pdf(x: float, r: int, n: int) -> float:
+    """Density of the r-th order statistic of n standard normals."""
+    phi, Phi = stats.norm.pdf, stats.norm.cdf
+    c = math.exp(math.lgamma(n + 1) - math.lgamma(r) - math.lgamma(n - r + 1))
+    return c * Phi(x) ** (r - 1) * (1 - Phi(x)) ** (n - r) * phi(x)

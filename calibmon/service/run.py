@@ -1,0 +1,187 @@
+"""One processing run: discover → measure → store → (sinks, alerts).
+
+Used by ``calibmon run``, ``calibmon demo`` and the scheduler. Never prints; returns a
+:class:`RunSummary` that the CLI renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calibmon.catalogue import Catalogue, load_catalogue
+from calibmon.config import Settings
+from calibmon.errors import InputError
+from calibmon.io.discover import discover
+from calibmon.pipeline import (
+    GAIN_METRICS_IN_STORE,
+    AmpResult,
+    DetectorDay,
+    RunContext,
+    amp_records,
+    camera_records,
+    detector_days,
+    make_executor,
+    new_run_context,
+    run_detector_days,
+)
+from calibmon.records import MetricRecord
+from calibmon.store.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    n_files: int = 0
+    n_rejected: int = 0
+    n_skipped: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    rejected: list[InputError] = field(default_factory=list)
+    n_records: int = 0
+    detector_days: list[tuple[str, str, str]] = field(default_factory=list)
+    not_measured: list[str] = field(default_factory=list)  # "R22_S11 C10 gain: reason"
+    seconds: float = 0.0
+    day_obs: list[str] = field(default_factory=list)
+    sink_reports: list = field(default_factory=list)
+    alert_report: object | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.n_rejected == 0
+
+
+def gain_hint_factory(
+    store: Store, settings: Settings
+) -> Callable[[DetectorDay, str], tuple[float, str] | None]:
+    """Gain (e-/adu, source) for read noise/dark current when the day has no PTC/flat gain:
+    the latest PTC or flat-pair gain in the store on or before the day, else nominal."""
+
+    def hint(dd: DetectorDay, amp: str) -> tuple[float, str] | None:
+        found = store.latest_value(
+            GAIN_METRICS_IN_STORE, dd.instrument, dd.detector, amp,
+            on_or_before_day_obs=dd.day_obs,
+        )  # fmt: skip
+        if found is not None:
+            metric, value, day = found
+            return value, f"{metric} {day} (store)"
+        nominal = settings.nominal_gain.get(dd.vendor.upper())
+        if nominal is None:
+            return None
+        return nominal, f"nominal {dd.vendor.upper()}"
+
+    return hint
+
+
+def run_directory(
+    input_dir: str | Path,
+    settings: Settings,
+    store: Store,
+    *,
+    day_obs: str | None = None,
+    detectors: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    catalogue: Catalogue | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    command: str = "run",
+    rc: RunContext | None = None,
+) -> RunSummary:
+    """Process every exposure under ``input_dir`` into ``store``.
+
+    Bad files are rejected with a reason (the rest goes on); each detector-day is written
+    in one transaction as soon as its amps are measured, so an interruption loses at most
+    the detector in flight.
+    """
+    t0 = time.perf_counter()
+    catalogue = catalogue or load_catalogue(settings.catalogue_dir)
+    rc = rc or new_run_context(settings.science_hash())
+    summary = RunSummary(run_id=rc.run_id)
+    store.begin_run(
+        rc.run_id, command, input_dir=str(input_dir), day_obs=day_obs,
+        software_version=rc.software_version, config_hash=rc.config_hash,
+    )  # fmt: skip
+    disc = discover(
+        input_dir, day_obs=day_obs, instrument=settings.instrument, detectors=detectors,
+        kinds=kinds,
+    )  # fmt: skip
+    summary.n_files = disc.n_files
+    summary.skipped = disc.skipped
+    summary.n_skipped = disc.n_skipped
+    rejected: dict[str, InputError] = {}
+    for err in disc.rejected:
+        rejected.setdefault(err.path, err)
+        log.warning("%s", err)
+    dds = detector_days(disc)
+    dds = [dd for dd in dds if _enough_frames(dd, settings, summary)]
+    summary.detector_days = [(dd.instrument, dd.day_obs, dd.detector_name) for dd in dds]
+    summary.day_obs = sorted({dd.day_obs for dd in dds})
+    hints = gain_hint_factory(store, settings)
+
+    def done(dd: DetectorDay, results: list[AmpResult]) -> None:
+        t = time.perf_counter()
+        for res in results:
+            for path, reason in res.rejected.items():
+                if path not in rejected:
+                    rejected[path] = InputError(path, reason)
+                    log.warning("%s", rejected[path])
+            for metric, reason in res.reasons.items():
+                summary.not_measured.append(f"{dd.detector_name} {res.amp} {metric}: {reason}")
+        records = amp_records(dd, results, catalogue, rc)
+        n = store.write_records(records, rc.run_id)
+        summary.n_records += n
+        log.info(
+            "processed %s %s %s: %d files, %d records, %.1f s amp time",
+            dd.instrument, dd.day_obs, dd.detector_name,
+            sum(len(g.exposures) for g in dd.groups.values()), n,
+            sum(r.seconds for r in results),
+        )  # fmt: skip
+        del t
+
+    if dds:
+        with make_executor(settings.executor, settings.workers, settings.dask_address) as ex:
+            run_detector_days(dds, ex, hints, done, progress)
+        # Camera summaries over everything stored for the touched days (other runs too).
+        for inst in sorted({dd.instrument for dd in dds}):
+            for day in summary.day_obs:
+                amp_recs = list(store.iter_records(day_obs=day, instrument=inst, level="amp"))
+                cams = camera_records(amp_recs, catalogue, rc)
+                summary.n_records += store.write_records(cams, rc.run_id)
+    summary.rejected = sorted(rejected.values(), key=lambda e: e.path)
+    summary.n_rejected = len(summary.rejected)
+    for err in summary.rejected:
+        store.add_rejection(rc.run_id, err.path, err.reason)
+    summary.seconds = time.perf_counter() - t0
+    store.finish_run(
+        rc.run_id,
+        "ok" if summary.ok else "partial",
+        n_files=summary.n_files,
+        n_rejected=summary.n_rejected,
+        n_skipped=summary.n_skipped,
+        n_records=summary.n_records,
+        notes={"not_measured": summary.not_measured[:500], "skipped": dict(summary.skipped)},
+    )
+    return summary
+
+
+def _enough_frames(dd: DetectorDay, settings: Settings, summary: RunSummary) -> bool:
+    mins = settings.min_frames
+    for kind in list(dd.groups):
+        need = getattr(mins, kind)
+        have = len(dd.groups[kind].exposures)
+        if have < need:
+            log.warning(
+                "%s %s %s: %d %s frame(s), %d needed; not measured",
+                dd.instrument, dd.day_obs, dd.detector_name, have, kind, need,
+            )  # fmt: skip
+            summary.not_measured.append(f"{dd.detector_name} {kind}: {have} frames < {need}")
+            del dd.groups[kind]
+    return bool(dd.groups)
+
+
+def records_for_day(store: Store, day_obs: str | None) -> list[MetricRecord]:
+    return list(store.iter_records(day_obs=day_obs))
