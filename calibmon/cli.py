@@ -6,7 +6,6 @@ exit codes: 0 all inputs processed, 1 some inputs rejected (the rest processed),
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -91,18 +90,8 @@ def _setup_logging(args: argparse.Namespace, settings=None) -> None:
 
 
 def _secret_values(settings) -> list[str]:
-    """Values of every secret the configuration points at (for log redaction)."""
-    if settings is None:
-        return []
-    out: list[str] = []
-    for item in [*settings.sinks, *settings.notifiers]:
-        for k, v in item.items():
-            if k.endswith("_env") and isinstance(v, str) and os.environ.get(v):
-                out.append(os.environ[v])
-            if k.endswith("_file") and isinstance(v, str):
-                with contextlib.suppress(OSError):
-                    out.append(Path(v).read_text().strip())
-    return out
+    """Values of every secret the configuration holds (for log redaction)."""
+    return settings.secret_values() if settings is not None else []
 
 
 class _Progress:
@@ -140,8 +129,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         small=args.small, seed=args.seed, camera_seed=args.camera_seed, ptc=args.ptc,
         n_bias=args.n_bias, n_dark=args.n_dark, n_flat=args.n_flat,
     )  # fmt: skip
-    n = len(truth.get("exposures", []))
-    print(f"wrote {n} raw files for {', '.join(args.detectors)} to {Path(args.out) / args.day_obs}")
+    n = sum(len(e.get("filenames", [])) or 1 for e in truth.get("exposures", []))
+    print(
+        f"wrote {n} raw files ({len(truth.get('exposures', []))} exposures of "
+        f"{', '.join(args.detectors)}) to {Path(args.out) / args.day_obs}"
+    )
     print(f"truth: {Path(args.out) / args.day_obs / 'truth.json'}")
     return EXIT_OK
 
@@ -182,8 +174,33 @@ def _after_run(settings, store, summary) -> None:
             log.error("post-run step %s failed: %s", getattr(hook, "__name__", hook), exc)
 
 
-# Post-run steps registered by the sink/alert layers (kept as data, run in order).
-_POST_RUN_HOOKS: list[Callable] = []
+def flush_sinks(settings, store, summary=None, sink_names: Sequence[str] | None = None) -> list:
+    """Deliver what the outbox holds to the configured remote sinks (never raises)."""
+    from calibmon.sinks import build_sink
+    from calibmon.store.outbox import deliver_all
+
+    configs = [c for c in settings.sinks if not sink_names or c.name in sink_names]
+    sinks = [build_sink(c) for c in configs]
+    try:
+        reports = deliver_all(store, sinks)
+    finally:
+        for s in sinks:
+            s.close()
+    if summary is not None:
+        summary.sink_reports = [_format_sink_report(r) for r in reports]
+    return reports
+
+
+def _format_sink_report(rep) -> str:
+    status = "ok" if rep.ok else ("REJECTED" if rep.rejected else "unavailable")
+    line = f"{rep.sink}: {status}, {rep.delivered} delivered, {rep.pending} pending"
+    if rep.error:
+        line += f" ({rep.error})"
+    return line
+
+
+# Post-run steps (kept as data, run in order): publish, then alert layers add theirs.
+_POST_RUN_HOOKS: list[Callable] = [flush_sinks]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -234,6 +251,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output:
         print(f"wrote {len(records)} records to {args.output}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(args, settings)
+    names = [args.sink] if args.sink else None
+    if names and names[0] not in {c.name for c in settings.sinks}:
+        known = ", ".join(c.name for c in settings.sinks) or "none configured"
+        raise ConfigError(f"--sink {args.sink}: no such sink ({known})")
+    with _open_store(settings) as store:
+        reports = flush_sinks(settings, store, sink_names=names)
+    if not reports:
+        print("no remote sinks configured")
+    for rep in reports:
+        print(f"sink {_format_sink_report(rep)}")
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_REJECTED
 
 
 DEMO_DETECTORS = ("R22_S11", "R01_S01")  # one e2v, one ITL
@@ -397,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--day-obs", type=_day_obs)
     p.add_argument("--metric", help="only this metric")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
+    _common(p)
+
+    p = _sub(subs, "push", "deliver what the outbox still holds to the remote sinks (InfluxDB, "
+             "Sasquatch); exit 1 if a sink is unavailable or rejected the data",
+             "calibmon push --sink sasquatch --config calibmon.yaml", cmd_push)  # fmt: skip
+    p.add_argument("--sink", help="only this sink (name from calibmon.yaml)")
     _common(p)
 
     for registrar in _REGISTRARS:

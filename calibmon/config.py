@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from calibmon import __version__
 from calibmon.errors import ConfigError
+from calibmon.sinks.config import SinkConfig, check_unique_names
 
 _CONFIG_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "calibmon_config_path", default=None
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     executor: Literal["process", "dask", "serial"] = "process"
     dask_address: str | None = None
     catalogue_dir: Path | None = None
-    sinks: list[dict[str, Any]] = Field(default_factory=list)
+    sinks: list[SinkConfig] = Field(default_factory=list)
     notifiers: list[dict[str, Any]] = Field(default_factory=list)
     known_bad: list[KnownBad] = Field(default_factory=list)
     alerts: dict[str, Any] = Field(default_factory=dict)
@@ -103,6 +104,12 @@ class Settings(BaseSettings):
     dashboard_url: str = "http://localhost:3000/d/calibmon-amp"
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_sinks(cls, v: list[SinkConfig]) -> list[SinkConfig]:
+        check_unique_names(v)
+        return v
 
     @field_validator("nominal_gain")
     @classmethod
@@ -129,6 +136,10 @@ class Settings(BaseSettings):
 
         return self.store or default_store_path()
 
+    def secret_values(self) -> list[str]:
+        """Every secret the configuration holds (for redaction of logs and messages)."""
+        return secret_values_of(self)
+
     def science_hash(self) -> str:
         """Hash of the settings that change numbers (not sinks, store or secrets)."""
         keep = {"nominal_gain": self.nominal_gain, "min_frames": self.min_frames.model_dump()}
@@ -138,8 +149,28 @@ class Settings(BaseSettings):
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def secret_values_of(obj: Any) -> list[str]:
+    """All ``SecretStr`` values inside a (nested) pydantic model or container."""
+    out: list[str] = []
+    if isinstance(obj, SecretStr):
+        v = obj.get_secret_value()
+        if v:
+            out.append(v)
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            out += secret_values_of(getattr(obj, name))
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            out += secret_values_of(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            out += secret_values_of(v)
+    return out
+
+
 def _format_validation_error(exc: ValidationError, source: str) -> str:
-    errs = exc.errors()
+    # include_input=False: a secret mistakenly put in the YAML is never echoed back
+    errs = exc.errors(include_input=False, include_url=False)
     first = errs[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"]

@@ -1,28 +1,14 @@
-"""Logging set-up (called once, by the CLI) and secret redaction on the handler."""
+"""Logging set-up (called once, by the CLI) and secret redaction on the handler
+(:func:`calibmon.sinks.redact.redact`, the one redaction function)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_SECRET_PARAMS = re.compile(
-    r"(?P<k>[?&](?:token|password|passwd|pwd|p|secret|api_key|apikey|access_token)=)[^&\s]+",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove secret values, URL user-info and token/password query parameters from text."""
-    out = text
-    for s in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
-        out = out.replace(s, "***")
-    out = _URL_USERINFO.sub(r"\g<scheme>***@", out)
-    out = _SECRET_PARAMS.sub(r"\g<k>***", out)
-    return out
+from calibmon.sinks.redact import redact
 
 
 class RedactingFilter(logging.Filter):

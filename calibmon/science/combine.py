@@ -1,13 +1,14 @@
 """Combining a stack of overscan-corrected amplifier frames into a master (per amp).
 
-The estimator is the **median** of the stack, chosen over a sigma-clipped mean because
-(1) with 15 frames a per-pixel clipped mean needs a robust centre and scale per pixel,
-i.e. at least one median anyway plus several passes; (2) the median rejects cosmic rays
-and single-frame glitches without a tunable threshold; (3) its efficiency loss is known
-exactly: for Gaussian noise the noise of a median of N frames is √(π/2)·σ/√N
-asymptotically (1.25× the mean's noise; the exact factor for small N is
-:func:`median_noise_factor`). cp_pipe's default combine is a clipped mean; calibmon's
-masters only need to be robust references for verification and defect finding.
+Masters are combined with a **sigma-clipped mean** (:func:`clipped_mean_stack`), as
+cp_pipe's default MEANCLIP combine: 3σ about the per-pixel median, σ the amp's robust
+frame-to-frame scatter. The clipped mean was chosen over the plain median because raw
+frames are integers: with dark signals of a fraction of an adu, a per-pixel median of 15
+integer-valued frames is itself quantised and its pixel median lands on 0 (measured on
+simulated darks of 0.004 e-/s × 30 s: −100 %), while the mean is continuous; it is also
+1.25× less noisy than the median (:func:`median_noise_factor`), which the daily
+verification against the master needs. Cosmic rays and glitches in one frame are far
+outside 3σ and are rejected. :func:`median_stack` remains for callers that want it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import math
 
 import numpy as np
 from scipy import integrate, stats
+
+from calibmon.science.robust import SIGMA_PER_MAD
 
 
 def median_stack(stack: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -48,6 +51,44 @@ def median_stack(stack: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
         return np.array(res, dtype=np.float32, copy=True)
     out[...] = res
     return out
+
+
+def clipped_mean_stack(stack: np.ndarray, nsigma: float = 3.0) -> np.ndarray:
+    """Per-pixel sigma-clipped mean along axis 0 (one pass about the per-pixel median).
+
+    Parameters
+    ----------
+    stack : (n_exp, n_rows, n_cols) float32, any unit (not modified).
+    nsigma : reject values further than ``nsigma``·σ from the pixel's median, σ being the
+        amp-wide robust (1.4826·MAD) scatter of the frames about their per-pixel median.
+
+    Returns
+    -------
+    (n_rows, n_cols) float32 master, same unit. With 1–2 frames: their mean. A pixel whose
+    values are all rejected (cannot happen for nsigma > 0 with ≥ 3 frames: the median
+    itself is kept) falls back to the median.
+    """
+    if stack.ndim != 3 or stack.shape[0] == 0:
+        raise ValueError(f"stack must be (n_exp, rows, cols) with n_exp >= 1, got {stack.shape}")
+    n = stack.shape[0]
+    if n <= 2:
+        return stack.mean(axis=0, dtype=np.float32)
+    med = median_stack(stack.copy())
+    resid = stack - med[None]
+    # amp-wide scatter from a strided subsample (≥ 10⁵ values is plenty for 1 %)
+    sample = resid.ravel()[:: max(1, resid.size // 200_000)]
+    sigma = SIGMA_PER_MAD * float(np.median(np.abs(sample)))
+    if not sigma > 0:
+        return med
+    keep = np.abs(resid, out=resid) <= np.float32(nsigma * sigma)
+    count = keep.sum(axis=0, dtype=np.float32)
+    total = np.where(keep, stack, np.float32(0)).sum(axis=0, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count
+    bad = count == 0
+    if bad.any():
+        out[bad] = med[bad]
+    return out.astype(np.float32, copy=False)
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from calibmon.errors import InputError
 from calibmon.io.discover import discover
 from calibmon.pipeline import (
     GAIN_METRICS_IN_STORE,
+    IMAGE_BIN,
     AmpResult,
     DetectorDay,
     RunContext,
@@ -132,7 +133,19 @@ def run_directory(
             for metric, reason in res.reasons.items():
                 summary.not_measured.append(f"{dd.detector_name} {res.amp} {metric}: {reason}")
         records = amp_records(dd, results, catalogue, rc)
-        n = store.write_records(records, rc.run_id)
+        # one transaction per detector-day: records and pictures land together or not at all
+        with store.transaction():
+            n = store.write_records(records, rc.run_id)
+            store.write_amp_images(
+                [(dd.instrument, dd.day_obs, dd.detector, r.amp, kind, img, r.detsec)
+                 for r in results for kind, img in r.images.items()],
+                rc.run_id, IMAGE_BIN,
+            )  # fmt: skip
+            store.write_ptc_curves(
+                [(dd.instrument, dd.day_obs, dd.detector, r.amp, r.ptc_curve)
+                 for r in results if r.ptc_curve is not None],
+                rc.run_id,
+            )  # fmt: skip
         summary.n_records += n
         log.info(
             "processed %s %s %s: %d files, %d records, %.1f s amp time",

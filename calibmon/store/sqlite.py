@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from calibmon.errors import StoreError
 from calibmon.records import MetricRecord, Provenance, Stats
 
@@ -462,6 +464,79 @@ class Store:
             return None
         r = rows[0]
         return r["metric"], float(r["value"]), r["day_obs"]
+
+    # -- pictures: binned master images and PTC curves ------------------------------------
+    def write_amp_images(
+        self, rows: Sequence[tuple[str, str, int, str, str, np.ndarray, str | None]],
+        run_id: str, bin_factor: int,
+    ) -> None:  # fmt: skip
+        """Store binned masters: rows of (instrument, day_obs, detector, amp, kind, image,
+        detsec); image float32, readout order."""
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO amp_images(instrument, day_obs, detector, amp, kind, bin,"
+                " n_rows, n_cols, data, detsec, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        inst,
+                        day,
+                        det,
+                        amp,
+                        kind,
+                        bin_factor,
+                        img.shape[0],
+                        img.shape[1],
+                        np.ascontiguousarray(img, dtype=np.float32).tobytes(),
+                        detsec,
+                        run_id,
+                    )
+                    for inst, day, det, amp, kind, img, detsec in rows
+                ],
+            )
+
+    def amp_images(
+        self, day_obs: str, kind: str, instrument: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Binned masters of a day: dicts with instrument, detector, amp, detsec, image."""
+        sql = "SELECT * FROM amp_images WHERE day_obs=? AND kind=?"
+        params: list[Any] = [day_obs, kind]
+        if instrument:
+            sql += " AND instrument=?"
+            params.append(instrument)
+        out = []
+        for r in self.query(sql + " ORDER BY instrument, detector, amp", params):
+            img = np.frombuffer(r["data"], dtype=np.float32).reshape(r["n_rows"], r["n_cols"])
+            out.append(
+                {"instrument": r["instrument"], "detector": r["detector"], "amp": r["amp"],
+                 "detsec": r["detsec"], "bin": r["bin"], "image": img}
+            )  # fmt: skip
+        return out
+
+    def write_ptc_curves(
+        self, rows: Sequence[tuple[str, str, int, str, dict[str, Any]]], run_id: str
+    ) -> None:
+        """Store PTC points and fits: rows of (instrument, day_obs, detector, amp, data)."""
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO ptc_curves(instrument, day_obs, detector, amp, data,"
+                " run_id) VALUES (?,?,?,?,?,?)",
+                [
+                    (i, d, det, a, json.dumps(data, allow_nan=True), run_id)
+                    for i, d, det, a, data in rows
+                ],
+            )
+
+    def ptc_curves(self, day_obs: str, instrument: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM ptc_curves WHERE day_obs=?"
+        params: list[Any] = [day_obs]
+        if instrument:
+            sql += " AND instrument=?"
+            params.append(instrument)
+        return [
+            {"instrument": r["instrument"], "detector": r["detector"], "amp": r["amp"],
+             **json.loads(r["data"])}
+            for r in self.query(sql + " ORDER BY instrument, detector, amp", params)
+        ]  # fmt: skip
 
     # -- outbox (remote sinks) -----------------------------------------------------------
     def sink_cursor(self, sink: str) -> int:

@@ -9,7 +9,7 @@ import pytest
 from astropy.stats import mad_std, sigma_clipped_stats
 
 from calibmon.science import robust
-from calibmon.science.combine import median_noise_factor, median_stack
+from calibmon.science.combine import clipped_mean_stack, median_noise_factor, median_stack
 from calibmon.science.isr import overscan_correct, overscan_row_levels, residual_std_factor
 
 
@@ -60,6 +60,23 @@ def test_median_stack_equals_numpy_median() -> None:
         stack = rng.normal(size=(n, 31, 17)).astype(np.float32)
         ref = np.median(stack, axis=0)
         np.testing.assert_allclose(median_stack(stack.copy()), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_clipped_mean_stack_rejects_cosmic_rays_and_matches_reference() -> None:
+    """Reference: per-pixel masked mean with the same rule, via numpy masked arrays."""
+    rng = np.random.default_rng(8)
+    stack = rng.normal(100.0, 5.0, (15, 40, 30)).astype(np.float32)
+    stack[3, 10, 10] += 5000.0  # a cosmic ray in one frame
+    got = clipped_mean_stack(stack)
+    med = np.median(stack, axis=0)
+    resid = stack - med
+    sigma = robust.SIGMA_PER_MAD * np.median(np.abs(resid))
+    ref = np.ma.masked_array(stack, np.abs(resid) > 3 * sigma).mean(axis=0)
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    assert abs(got[10, 10] - 100.0) < 5.0
+    # continuous values from integer frames: no quantisation of the master
+    ints = np.round(stack)
+    assert len(np.unique(clipped_mean_stack(ints))) > 100
 
 
 def test_median_noise_factor_limits() -> None:

@@ -1,0 +1,28 @@
+"""Remote time-series sinks fed by the outbox (DESIGN.md §1, §5).
+
+``build_sink(cfg)`` turns one ``sinks:`` entry (:mod:`calibmon.sinks.config`) into a
+:class:`~calibmon.sinks.base.Sink`; :mod:`calibmon.sinks.schema` maps records to points;
+:func:`~calibmon.sinks.redact.redact` keeps secrets out of messages.
+"""
+
+from calibmon.sinks.base import Ack, Sink, build_sink
+from calibmon.sinks.config import (
+    InfluxDB1Config,
+    InfluxDB2Config,
+    SasquatchRestConfig,
+    SinkConfig,
+    parse_sink_configs,
+)
+from calibmon.sinks.redact import redact
+
+__all__ = [
+    "Ack",
+    "InfluxDB1Config",
+    "InfluxDB2Config",
+    "SasquatchRestConfig",
+    "Sink",
+    "SinkConfig",
+    "build_sink",
+    "parse_sink_configs",
+    "redact",
+]

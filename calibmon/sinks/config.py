@@ -1,0 +1,219 @@
+"""Configuration of remote time-series sinks (DESIGN.md §3 ``sinks:``, §5).
+
+One pydantic model per sink type, joined in :data:`SinkConfig`, a union discriminated on
+``type``::
+
+    sinks:
+      - name: sasquatch
+        type: influxdb1                 # influxdb1 | influxdb2 | sasquatch_rest
+        url: http://127.0.0.1:8086
+        database: lsst.cp
+        username_env: INFLUX_USER       # secrets come from the environment or a file,
+        password_env: INFLUX_PASSWORD   # never from the YAML itself
+
+Secrets are read once, when the model is validated (``*_env`` names an environment
+variable, ``*_file`` a file whose stripped content is the secret), and kept as
+:class:`~pydantic.SecretStr`. A named variable or file that is missing is a validation
+error, so a bad deployment fails at start-up, not at the first push. Unknown keys (such as
+``password:``) and URLs with user-info are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+_NAMESPACE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+
+def _read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
+    """The secret named by ``env`` (environment variable) or ``file``; env wins."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{what}: environment variable {env} is not set")
+        return SecretStr(value)
+    if file is not None:
+        try:
+            return SecretStr(Path(file).expanduser().read_text().strip())
+        except OSError as exc:
+            raise ValueError(f"{what}: cannot read {file}: {exc.strerror}") from None
+    return None
+
+
+class _SinkBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=_NAME, description="unique sink name (outbox cursor key)")]
+    url: str
+    namespace: Annotated[str, Field(pattern=_NAMESPACE)] = "lsst.cp"
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = 5000
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("credentials must not be in the URL; use the *_env or *_file settings")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        return v.rstrip("/")
+
+    def secret_values(self) -> list[str]:
+        """Plain secret values of this sink, for :func:`calibmon.sinks.redact.redact`."""
+        return []
+
+
+class InfluxDB1Config(_SinkBase):
+    """InfluxDB 1.x (and Sasquatch's InfluxDB Enterprise) via ``POST /write``."""
+
+    type: Literal["influxdb1"]
+    database: str = "lsst.cp"
+    retention_policy: str | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    precision: Literal["ms", "us", "ns"] = "ms"
+    create_database: bool = False
+
+    _username: str | None = PrivateAttr(default=None)
+    _password: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_secrets(self) -> InfluxDB1Config:
+        if self.username_env:
+            user = os.environ.get(self.username_env)
+            if user is None:
+                raise ValueError(
+                    f"username_env: environment variable {self.username_env} is not set"
+                )
+            self._username = user
+        self._password = _read_secret(self.password_env, self.password_file, "password")
+        if self._password is not None and self._username is None:
+            raise ValueError("a password needs a username (username_env)")
+        return self
+
+    @property
+    def username(self) -> str | None:
+        return self._username
+
+    @property
+    def password(self) -> SecretStr | None:
+        return self._password
+
+    def secret_values(self) -> list[str]:
+        return [self._password.get_secret_value()] if self._password else []
+
+
+class InfluxDB2Config(_SinkBase):
+    """InfluxDB 2.x/3.x (or any ``/api/v2/write`` server) via influxdb-client."""
+
+    type: Literal["influxdb2"]
+    org: str
+    bucket: str = "lsst.cp"
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    _token: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_secrets(self) -> InfluxDB2Config:
+        self._token = _read_secret(self.token_env, self.token_file, "token")
+        return self
+
+    @property
+    def token(self) -> SecretStr | None:
+        return self._token
+
+    def secret_values(self) -> list[str]:
+        return [self._token.get_secret_value()] if self._token else []
+
+
+class SasquatchRestConfig(_SinkBase):
+    """Sasquatch's Kafka REST proxy (Confluent REST v2, Avro embedded in JSON).
+
+    ``url`` is the proxy's base, e.g. ``https://usdf-rsp-dev.slac.stanford.edu/sasquatch-rest-proxy``.
+    ``timestamp_format`` must match the Telegraf connector's ``timestamp_format`` for the
+    namespace: ``unix`` (Avro double, seconds — what analysis_tools sends), ``unix_ms`` or
+    ``unix_us`` (Avro long).
+    """
+
+    type: Literal["sasquatch_rest"]
+    token_env: str | None = None
+    token_file: Path | None = None
+    timestamp_format: Literal["unix", "unix_ms", "unix_us"] = "unix"
+    create_topics: bool = True
+    partitions: Annotated[int, Field(gt=0)] = 1
+    replication_factor: Annotated[int, Field(gt=0)] = 3
+    batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = 1000
+
+    _token: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_secrets(self) -> SasquatchRestConfig:
+        self._token = _read_secret(self.token_env, self.token_file, "token")
+        return self
+
+    @property
+    def token(self) -> SecretStr | None:
+        return self._token
+
+    def secret_values(self) -> list[str]:
+        return [self._token.get_secret_value()] if self._token else []
+
+
+SinkConfig = Annotated[
+    InfluxDB1Config | InfluxDB2Config | SasquatchRestConfig, Field(discriminator="type")
+]
+"""One entry of ``sinks:`` in ``calibmon.yaml``."""
+
+_ADAPTER: TypeAdapter[list[SinkConfig]] = TypeAdapter(list[SinkConfig])
+
+
+def parse_sink_configs(data: object) -> list[SinkConfig]:
+    """Validate a ``sinks:`` list (raises :class:`pydantic.ValidationError`), names unique."""
+    sinks = _ADAPTER.validate_python(data)
+    check_unique_names(sinks)
+    return sinks
+
+
+def check_unique_names(sinks: list[SinkConfig]) -> None:
+    """Raise ``ValueError`` if two sinks share a name (the name keys the outbox cursor)."""
+    seen: set[str] = set()
+    for s in sinks:
+        if s.name in seen:
+            raise ValueError(f"sinks: name {s.name!r} is used twice")
+        seen.add(s.name)
+
+
+def secret_values(sinks: list[SinkConfig]) -> list[str]:
+    """Every secret value of every sink (for the logging handler's redaction)."""
+    return [v for s in sinks for v in s.secret_values()]
+
+
+__all__ = [
+    "InfluxDB1Config",
+    "InfluxDB2Config",
+    "SasquatchRestConfig",
+    "SinkConfig",
+    "check_unique_names",
+    "parse_sink_configs",
+    "secret_values",
+]

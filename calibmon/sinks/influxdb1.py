@@ -1,0 +1,128 @@
+"""InfluxDB 1.x sink: ``POST /write?db=&rp=&precision=`` with line protocol.
+
+Also Sasquatch's InfluxDB Enterprise (1.x API). Credentials go in a Basic
+``Authorization`` header (never in the query string, so they cannot leak through a URL).
+One HTTP request per batch: influxd answers 204 for the whole batch or an error for it.
+A ``400 partial write`` may have stored some points; the batch is still reported as
+rejected and stays pending, and a later re-send overwrites those points (same measurement,
+tags and time), so nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+import requests
+
+from calibmon.errors import SinkRejected, SinkUnavailable
+from calibmon.records import MetricRecord
+from calibmon.sinks.base import Ack, status_is_transient
+from calibmon.sinks.config import InfluxDB1Config
+from calibmon.sinks.redact import redact
+from calibmon.sinks.schema import build_points
+
+MAX_MESSAGE_CHARS = 500
+"""Server messages are cut to this length (influxd quotes whole offending lines)."""
+
+
+def server_message(resp: requests.Response) -> str:
+    """The error text of an InfluxDB response: JSON ``error``/``message``, else the body."""
+    text = ""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        text = str(body.get("error") or body.get("message") or "")
+    if not text:
+        text = resp.headers.get("X-Influxdb-Error", "") or resp.text.strip() or resp.reason or ""
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + "…"
+    return text
+
+
+class InfluxDB1Sink:
+    """Writes records to an InfluxDB 1.x database (DESIGN §5 schema)."""
+
+    def __init__(self, cfg: InfluxDB1Config, *, session: requests.Session | None = None) -> None:
+        self.name = cfg.name
+        self.batch_size = cfg.batch_size
+        self._cfg = cfg
+        self._session = session or requests.Session()
+        self._auth: tuple[str, str] | None = None
+        secrets = cfg.secret_values()
+        if cfg.username is not None:
+            password = cfg.password.get_secret_value() if cfg.password else ""
+            self._auth = (cfg.username, password)
+            if password:
+                secrets.append(base64.b64encode(f"{cfg.username}:{password}".encode()).decode())
+        self._secrets = secrets
+        self._params = {"db": cfg.database, "precision": cfg.precision}
+        if cfg.retention_policy:
+            self._params["rp"] = cfg.retention_policy
+        self._database_ready = not cfg.create_database
+
+    def secret_values(self) -> list[str]:
+        """Secret strings this sink could leak (for redaction)."""
+        return list(self._secrets)
+
+    # -- Sink ----------------------------------------------------------------------------
+    def write(self, batch: Sequence[MetricRecord]) -> Ack:
+        t0 = time.perf_counter()
+        if not batch:
+            return Ack(0, 0.0)
+        try:
+            points = build_points(batch, self._cfg.namespace)
+            body = "\n".join(p.to_line(self._cfg.precision) for p in points).encode()
+        except ValueError as exc:
+            raise SinkRejected(self.name, f"cannot encode batch: {exc}") from exc
+        if not self._database_ready:
+            self._create_database()
+        resp = self._request("POST", "/write", params=self._params, data=body)
+        if not resp.ok:
+            self._raise_for(resp, "write")
+        return Ack(len(points), time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _create_database(self) -> None:
+        # CREATE DATABASE is idempotent in InfluxDB 1.x.
+        db = self._cfg.database.replace("\\", "\\\\").replace('"', '\\"')
+        resp = self._request("POST", "/query", params={"q": f'CREATE DATABASE "{db}"'})
+        if not resp.ok:
+            self._raise_for(resp, "create database")
+        self._database_ready = True
+
+    def _request(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        url = self._cfg.url + path
+        try:
+            return self._session.request(
+                method,
+                url,
+                auth=self._auth,
+                timeout=self._cfg.timeout_s,
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except requests.Timeout as exc:
+            raise SinkUnavailable(
+                self.name, self._redact(f"timeout after {self._cfg.timeout_s} s: {exc}")
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise SinkUnavailable(self.name, self._redact(f"cannot connect: {exc}")) from exc
+        except requests.RequestException as exc:
+            raise SinkUnavailable(self.name, self._redact(f"request failed: {exc}")) from exc
+
+    def _raise_for(self, resp: requests.Response, what: str) -> NoReturn:
+        msg = self._redact(f"{what}: HTTP {resp.status_code}: {server_message(resp)}")
+        if status_is_transient(resp.status_code):
+            raise SinkUnavailable(self.name, msg)
+        raise SinkRejected(self.name, msg)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)

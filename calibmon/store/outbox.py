@@ -1,0 +1,200 @@
+"""The outbox: deliver stored records to remote sinks (DESIGN.md §1).
+
+The store is the source of truth; each sink has a cursor, the highest ``seq`` its server
+acknowledged. :func:`deliver` reads the records after the cursor in ``seq`` order, writes
+them a batch at a time, and moves the cursor to the batch's last ``seq`` only after the
+sink returned an :class:`~calibmon.sinks.base.Ack`. So:
+
+- an outage delays data and never loses it: records stay pending until acknowledged;
+- a retry never duplicates it: a re-sent batch rewrites the same points (same measurement,
+  tags and time), and a record re-written in the store gets a new ``seq`` and is re-sent
+  to overwrite its point.
+
+``SinkUnavailable`` is retried with backoff up to ``max_attempts`` times, then delivery to
+that sink stops for now; ``SinkRejected`` stops it at once and the server's message is
+reported (``calibmon push`` shows it). Neither raises: the run goes on. Each batch logs one
+INFO line (sink, records, points, status, seconds); messages are already redacted by the
+sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from calibmon.errors import SinkRejected, SinkUnavailable
+from calibmon.sinks.base import Sink
+from calibmon.sinks.redact import redact
+from calibmon.store.sqlite import Store
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+DEFAULT_BATCH_SIZE = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """Outcome of one :func:`deliver` call for one sink.
+
+    ``delivered`` records were acknowledged in this call; ``pending`` are still waiting;
+    ``error`` is the last failure (redacted) and ``rejected`` whether the server refused it.
+    """
+
+    sink: str
+    delivered: int
+    pending: int
+    error: str | None = None
+    rejected: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def deliver(
+    store: Store,
+    sink: Sink,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_attempts: int = 5,
+    backoff_s: Sequence[float] = DEFAULT_BACKOFF_S,
+    sleep: Callable[[float], None] = time.sleep,
+    log: logging.Logger = logger,
+    prefetch: bool = True,
+) -> DeliveryReport:
+    """Deliver everything pending for ``sink``; never raises for sink errors.
+
+    Parameters
+    ----------
+    store : Store
+        The embedded store holding records and the sink's cursor.
+    sink : Sink
+        Where to write; ``sink.name`` keys the cursor.
+    batch_size : int
+        Records per ``sink.write`` call (points after merging are fewer).
+    max_attempts : int
+        Tries per batch while the sink is unavailable (1 = no retry).
+    backoff_s : sequence of float, seconds
+        Wait before retry *n* is ``backoff_s[n-1]`` (the last value repeats).
+    sleep, log
+        Injected clock and logger (tests pass their own).
+    prefetch : bool
+        Read the next batch from the store while the server handles the current one.
+    """
+    if batch_size < 1 or max_attempts < 1:
+        raise ValueError("batch_size and max_attempts must be at least 1")
+    name = sink.name
+    delivered = 0
+    # While the server digests batch n, a worker thread reads batch n+1 from the store
+    # (records after batch n's last seq). Only reading is overlapped: the cursor still
+    # moves strictly in order, after each acknowledgement.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"outbox-{name}") as pool:
+        batch = store.pending_records(name, limit=batch_size)
+        while batch:
+            records = [r for _, r in batch]
+            last_seq = batch[-1][0]
+            upcoming = (
+                pool.submit(store.pending_records, name, batch_size, last_seq) if prefetch else None
+            )
+            attempt = 0
+            while True:
+                attempt += 1
+                t0 = time.perf_counter()
+                try:
+                    ack = sink.write(records)
+                except SinkRejected as exc:
+                    return _stop(store, sink, log, records, t0, delivered, str(exc), rejected=True)
+                except SinkUnavailable as exc:
+                    if attempt >= max_attempts:
+                        return _stop(
+                            store, sink, log, records, t0, delivered, str(exc), rejected=False
+                        )
+                    _log_batch(
+                        log, name, len(records), None, "unavailable", time.perf_counter() - t0
+                    )
+                    wait = backoff_s[min(attempt - 1, len(backoff_s) - 1)] if backoff_s else 0.0
+                    log.warning(
+                        "sink %s: %s; retry %d/%d in %.1f s",
+                        name,
+                        exc,
+                        attempt,
+                        max_attempts - 1,
+                        wait,
+                    )
+                    sleep(wait)
+                    continue
+                except Exception as exc:  # a bug in a sink must not stop the run either
+                    secrets = getattr(sink, "secret_values", list)()
+                    msg = redact(f"sink {name}: unexpected {type(exc).__name__}: {exc}", secrets)
+                    log.warning("%s", msg)
+                    log.debug("sink %s: traceback of the unexpected error", name, exc_info=True)
+                    return _stop(store, sink, log, records, t0, delivered, msg, rejected=False)
+                break
+            store.mark_delivered(name, last_seq)
+            delivered += len(records)
+            _log_batch(log, name, len(records), ack.n_points, "ok", time.perf_counter() - t0)
+            batch = (
+                upcoming.result()
+                if upcoming is not None
+                else store.pending_records(name, limit=batch_size)
+            )
+    return DeliveryReport(name, delivered, store.pending_count(name))
+
+
+def deliver_all(
+    store: Store,
+    sinks: Iterable[Sink],
+    *,
+    batch_size: int | None = None,
+    **kwargs: object,
+) -> list[DeliveryReport]:
+    """:func:`deliver` to each sink in turn; a failing sink does not stop the others.
+
+    ``batch_size`` defaults to each sink's own ``batch_size`` attribute (from its config).
+    """
+    reports = []
+    for sink in sinks:
+        size = batch_size or int(getattr(sink, "batch_size", DEFAULT_BATCH_SIZE))
+        reports.append(deliver(store, sink, batch_size=size, **kwargs))  # type: ignore[arg-type]
+    return reports
+
+
+def _stop(
+    store: Store,
+    sink: Sink,
+    log: logging.Logger,
+    records: Sequence[object],
+    t0: float,
+    delivered: int,
+    message: str,
+    *,
+    rejected: bool,
+) -> DeliveryReport:
+    status = "rejected" if rejected else "unavailable"
+    _log_batch(log, sink.name, len(records), None, status, time.perf_counter() - t0)
+    store.mark_sink_failure(sink.name, message)
+    pending = store.pending_count(sink.name)
+    log.warning("sink %s: delivery stopped, %d records pending: %s", sink.name, pending, message)
+    return DeliveryReport(sink.name, delivered, pending, message, rejected)
+
+
+def _log_batch(
+    log: logging.Logger,
+    sink: str,
+    n_records: int,
+    n_points: int | None,
+    status: str,
+    seconds: float,
+) -> None:
+    log.info(
+        "sink=%s records=%d points=%s status=%s seconds=%.3f",
+        sink,
+        n_records,
+        "-" if n_points is None else n_points,
+        status,
+        seconds,
+    )
