@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calibmon.science.robust import interpolated_quantile
+
 # The upper statistic reported: 95th percentile (DESIGN §4 ``dark_current_p95``).
 DARK_PERCENTILE = 95.0
 
@@ -104,23 +106,11 @@ def dark_metrics(dark_rate_e_per_s: np.ndarray, bad_mask: np.ndarray | None = No
         return DarkMetrics(
             math.nan, math.nan, "no usable pixels (all masked/NaN, or bad dark time or gain)", 0
         )
-    med, p95 = _quantiles(vals, (0.5, DARK_PERCENTILE / 100.0))
+    # Interpolated quantiles: the combined dark of integer raws lies on a grid of
+    # 1/(2·n_frames) adu, finer than many dark signals (robust.interpolated_quantile).
+    med = interpolated_quantile(vals, 0.5)
+    p95 = interpolated_quantile(vals, DARK_PERCENTILE / 100.0)
     return DarkMetrics(med, p95, "", n)
-
-
-def _quantiles(vals: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
-    """Quantiles with numpy's 'linear' rule using one ``np.partition`` (no full sort)."""
-    n = vals.size
-    pos = [q * (n - 1) for q in qs]
-    lows = [math.floor(p) for p in pos]
-    kth = sorted(set(lows) | {min(lo + 1, n - 1) for lo in lows})
-    part = np.partition(vals, kth)
-    out = []
-    for p, lo in zip(pos, lows, strict=True):
-        hi = min(lo + 1, n - 1)
-        frac = p - lo
-        out.append(float(part[lo]) + frac * (float(part[hi]) - float(part[lo])))
-    return tuple(out)
 
 
 def _positive(x: float) -> bool:

@@ -34,10 +34,14 @@ MAX_ITERATIONS_PTC_OUTLIERS = 2
 # maxSignalInitialPtcOutlierFit with scaleMaxSignalInitialPtcOutlierFit=False (LSSTCam):
 # the initial fit uses only means up to this, safely below the turnoff (adu).
 MAX_SIGNAL_INITIAL_PTC_OUTLIER_FIT_ADU = 20_000.0
-# maxDeltaInitialPtcOutlierFit (LSSTCam, adu): a kept point that follows rejected ones
-# must lie within this of the previous kept point, else it and all above are dropped.
-# (Task defaults, used by LATISS: 50 000 e− and 9 000 e−, scaled by an approximate gain.)
-MAX_DELTA_INITIAL_PTC_OUTLIER_FIT_ADU = 1_000.0
+# maxDeltaInitialPtcOutlierFit: a kept point that follows rejected ones must lie within
+# this of the previous kept point, else it and all above are dropped. cp_pipe's task
+# default (used by LATISS) is 9 000 e−, i.e. ~5 000 adu at gain 1.7; LSSTCam's config
+# uses 1 000 adu for its ramps of 100+ finely spaced pairs. calibmon takes the task
+# default: daily ramps of ~30–60 pairs have ~1 000 adu steps near the turnoff, so one
+# statistical outlier there would otherwise end the curve two steps early (measured:
+# full well −14 % on a simulated 60-pair ramp with the 1 000 adu value).
+MAX_DELTA_INITIAL_PTC_OUTLIER_FIT_ADU = 5_000.0
 # Legacy initial turnoff search (cp_pipe _getInitialGoodPoints, minVarPivotSearch and
 # consecutivePointsVarDecreases): the variance falling over 2 consecutive points above
 # 10 000 adu² marks a first estimate of the turnoff. cp_pipe now uses a per-pair KS test
@@ -60,6 +64,8 @@ PTC_MIN_POINTS = 4
 # range up to the variance pivot instead (calibmon choice: cp_pipe's LSSTCam ramps have
 # 100+ pairs, so its cap always leaves many; a 30-pair daily ramp may leave 5).
 MIN_INITIAL_FIT_POINTS = 10
+# Re-selections of the kept points with the final weighted model (see step 3).
+REFINE_PASSES = 3
 # The curve must show photon noise: the variance of the highest kept point at least this
 # many times that of the lowest. A real ramp spans a factor ≥ 100; a dead amp ≈ 1.
 MIN_VARIANCE_DYNAMIC_RANGE = 2.0
@@ -280,8 +286,23 @@ def fit_ptc_astier(
         used[idx[keep]] = True
         return fail(f"too few points kept by the fit: {n_keep} < {min_points}", used)
 
-    # (3) final weighted fit: weights 1/σ(var) ∝ 1/var (Var(var) = 2var²/N).
+    # (3) final weighted fit: weights 1/σ(var) ∝ 1/var (Var(var) = 2var²/N). The kept set
+    # came from the previous (unweighted) model; re-select with the final model until the
+    # set is stable (at most REFINE_PASSES), so a point the final fit agrees with is used
+    # and the turnoff is not left one or two ramp steps early (calibmon choice).
     final = _fit_weighted(ms[keep], vs[keep], pars)
+    for _ in range(REFINE_PASSES if max_iter > 0 else 0):
+        if final is None:
+            break
+        with np.errstate(all="ignore"):
+            model = ptc_model_astier(ms, final[0][0] * _A00_SCALE, final[0][1], final[0][2])
+            resid = (vs - model) / scale
+        new_keep = np.isfinite(resid) & (np.abs(resid) < sigma_cut)
+        _apply_jump_rule(ms, new_keep, max_delta_initial_adu)
+        if np.array_equal(new_keep, keep) or np.count_nonzero(new_keep) < min_points:
+            break
+        keep = new_keep
+        final = _fit_weighted(ms[keep], vs[keep], final[0])
     if final is None:
         used[idx[keep]] = True
         return fail("final PTC fit failed", used)

@@ -328,3 +328,48 @@ def _partition_median(a: np.ndarray) -> float:
         return float(a[k])
     a.partition((k - 1, k))
     return 0.5 * (float(a[k - 1]) + float(a[k]))
+
+
+def interpolated_quantile(x: np.ndarray, q: float) -> float:
+    """Quantile ``q`` of data that may sit on a grid (ties), without the grid's bias.
+
+    Quantised data — overscan-corrected integer frames averaged over N exposures lie on a
+    grid of 1/(2N) adu — make the ordinary median jump from grid value to grid value: for a
+    dark signal of a fraction of a grid step it lands on 0 (measured: −100 % for 0.004 e-/s
+    in 30 s darks). This is the *interpolated (grouped-data) quantile*: each distinct value
+    u_j with count c_j holds the mid-distribution CDF F(u_j) = (#values < u_j + c_j/2)/n,
+    and the quantile is where the piecewise-linear F reaches q (Fechner's interpolated
+    median; e.g. R ``psych::interp.quantiles``). For continuous data (no ties) it equals the
+    ordinary quantile within one rank; only a window of ±max(2000, n/100) ranks around q is
+    sorted, so it costs one ``np.partition`` plus two O(n) counts.
+
+    Parameters
+    ----------
+    x : array, any shape and unit (NaNs ignored)
+    q : quantile in [0, 1]
+
+    Returns
+    -------
+    float, same unit as ``x``; NaN when empty.
+    """
+    a = _finite(x)
+    n = a.size
+    if n == 0:
+        return math.nan
+    if n == 1:
+        return float(a[0])
+    k = round(q * (n - 1))
+    w = max(2000, n // 100)
+    lo, hi = max(0, k - w), min(n - 1, k + w)
+    part = np.partition(a, (lo, hi))
+    u, c = np.unique(part[lo : hi + 1], return_counts=True)
+    if u.size == 1:
+        return float(u[0])
+    # exact counts for the window's edge values (their ties may extend beyond the window)
+    c = c.astype(np.float64)
+    c[0] = float(np.count_nonzero(a == u[0]))
+    c[-1] = float(np.count_nonzero(a == u[-1]))
+    below0 = float(np.count_nonzero(a < u[0]))
+    cum_below = below0 + np.concatenate(([0.0], np.cumsum(c)[:-1]))
+    f_mid = (cum_below + 0.5 * c) / n
+    return float(np.interp(q, f_mid, u))

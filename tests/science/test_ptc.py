@@ -146,7 +146,8 @@ def test_saturated_points_rejected_and_input_order_kept():
 def test_outlier_and_jump_rule():
     """A mid-ramp outlier is rejected; cp_pipe's jump rule then ends the curve there.
 
-    With LSSTCam's maxDeltaInitialPtcOutlierFit = 1000 adu and points ~2500 adu apart,
+    With LSSTCam's maxDeltaInitialPtcOutlierFit = 1000 adu (calibmon's default is the task
+    default, 5000 adu) and points ~2500 adu apart,
     the kept point after the outlier is too far from the previous one: everything above
     is dropped (cp_pipe behaviour). A large max_delta keeps the rest of the curve.
     """
@@ -155,7 +156,7 @@ def test_outlier_and_jump_rule():
     var = _curve(mu, 1.5, -2.5e-6, 6.0, 1_000_000, rng)
     i_out = 12
     var[i_out] *= 1.25
-    r = fit_ptc_astier(mu, var)
+    r = fit_ptc_astier(mu, var, max_delta_initial_adu=1000.0)
     assert not r.used[i_out:].any() and r.used[:i_out].all()
     assert r.turnoff_adu == pytest.approx(mu[i_out - 1])
     # no saturation roll-off above the cut: the turnoff is not a full well

@@ -1,0 +1,144 @@
+"""Full metric pipeline vs the decompression floor and a ccdproc baseline, per CCD.
+
+    python benchmarks/bench_pipeline.py [--input DIR] [--workers 2] [--skip-ccdproc]
+
+Without --input it simulates one full-size detector's day (R22_S11, e2v): 15 bias,
+15 dark, 16 flat and a 30-pair PTC ramp (106 files, RICE-compressed) into a temp dir.
+All timings are measured in this run, on this machine:
+
+  floor     decompress every HDU of every file (fitsio), ``--workers`` processes
+  pipeline  ``calibmon run`` on the same files (all metrics), ``--workers`` processes
+  ccdproc   the daily set (bias/dark/flat) with ccdproc: subtract_overscan (median,
+            per row) + trim_image + combine (average, sigma clipping) per amp, plus the
+            same flat-pair gain in numpy; one process (ccdproc has no parallel mode)
+
+and the ratios pipeline/floor and ccdproc/pipeline (daily set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import fitsio
+import numpy as np
+
+
+def decompress(path: str) -> int:
+    n = 0
+    with fitsio.FITS(path) as f:
+        for hdu in f[1:]:
+            a = hdu.read()
+            n += 0 if a is None else a.size
+    return n
+
+
+def floor_seconds(files: list[Path], workers: int) -> float:
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers) as ex:
+        list(ex.map(decompress, [str(p) for p in files], chunksize=1))
+    return time.perf_counter() - t0
+
+
+def pipeline_seconds(root: Path, workers: int, kinds: list[str] | None) -> tuple[float, int]:
+    from calibmon.config import load_settings
+    from calibmon.service.run import run_directory
+    from calibmon.store.sqlite import Store
+
+    with tempfile.TemporaryDirectory() as d:
+        settings = load_settings(None, store=Path(d) / "s.sqlite", workers=workers)
+        with Store(settings.store_path()) as store:
+            t0 = time.perf_counter()
+            summary = run_directory(root, settings, store, kinds=kinds)
+            return time.perf_counter() - t0, summary.n_records
+
+
+def ccdproc_seconds(files_by_kind: dict[str, list[Path]]) -> float:
+    """The daily set with ccdproc, per amp: overscan, trim, sigma-clipped combine."""
+    import warnings
+
+    import astropy.units as u
+    import ccdproc
+    from astropy.nddata import CCDData
+
+    from calibmon.io.geometry import amp_geometry
+
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    masters: dict[tuple[str, str], CCDData] = {}
+    for kind in ("bias", "dark", "flat"):
+        per_amp: dict[str, list[CCDData]] = {}
+        for p in files_by_kind[kind]:
+            with fitsio.FITS(str(p)) as f:
+                for hdu in f[1:]:
+                    name = hdu.get_extname()
+                    data = hdu.read().astype(np.float32)
+                    g = amp_geometry(hdu.read_header()["DATASEC"], data.shape)
+                    ccd = CCDData(data, unit=u.adu)
+                    ccd = ccdproc.subtract_overscan(
+                        ccd, overscan=ccd[:, g.overscan_level_cols], overscan_axis=1,
+                        median=True,
+                    )  # fmt: skip
+                    ccd = ccdproc.trim_image(ccd[g.data_rows, g.data_cols])
+                    per_amp.setdefault(name, []).append(ccd)
+        for name, frames in per_amp.items():
+            masters[(kind, name)] = ccdproc.combine(
+                frames, method="average", sigma_clip=True, sigma_clip_low_thresh=3,
+                sigma_clip_high_thresh=3, mem_limit=4e9,
+            )  # fmt: skip
+            if kind == "flat":  # flat-pair gain, as calibmon measures it
+                for a, b in zip(frames[::2], frames[1::2], strict=False):
+                    d = a.data - b.data
+                    _ = np.mean(a.data) / (np.var(d) / 2)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--input", type=Path)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--skip-ccdproc", action="store_true")
+    args = ap.parse_args()
+    tmp = None
+    if args.input is None:
+        from calibmon.simulate import simulate_night
+
+        tmp = tempfile.TemporaryDirectory(prefix="calibmon-bench-")
+        args.input = Path(tmp.name)
+        t0 = time.perf_counter()
+        simulate_night(args.input, "20251121", ["R22_S11"], small=False, seed=1, ptc=True,
+                       n_bias=15, n_dark=15, n_flat=16, n_ptc_pairs=30)  # fmt: skip
+        print(f"simulated in {time.perf_counter() - t0:.1f} s")
+    from calibmon.io.discover import discover
+
+    disc = discover(args.input)
+    by_kind: dict[str, list[Path]] = {}
+    for g in disc.groups:
+        by_kind.setdefault(g.key.kind, []).extend(Path(e.path) for e in g.exposures)
+    daily = [p for k in ("bias", "dark", "flat") for p in by_kind.get(k, [])]
+    allf = daily + by_kind.get("ptc", [])
+    print(f"files: {len(daily)} daily (bias/dark/flat) + {len(by_kind.get('ptc', []))} PTC; "
+          f"{args.workers} worker processes")  # fmt: skip
+
+    fl_daily = floor_seconds(daily, args.workers)
+    pl_daily, n_daily = pipeline_seconds(args.input, args.workers, ["bias", "dark", "flat"])
+    fl_all = floor_seconds(allf, args.workers)
+    pl_all, n_all = pipeline_seconds(args.input, args.workers, None)
+    print(f"daily set   floor {fl_daily:6.1f} s   pipeline {pl_daily:6.1f} s   "
+          f"ratio {pl_daily / fl_daily:4.2f}   ({n_daily} records)")  # fmt: skip
+    print(f"with PTC    floor {fl_all:6.1f} s   pipeline {pl_all:6.1f} s   "
+          f"ratio {pl_all / fl_all:4.2f}   ({n_all} records)")  # fmt: skip
+    if not args.skip_ccdproc:
+        cp = ccdproc_seconds(by_kind)
+        print(f"ccdproc     daily set {cp:6.1f} s (1 process)   ccdproc/pipeline = "
+              f"{cp / pl_daily:4.1f}x")  # fmt: skip
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
