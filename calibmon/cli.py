@@ -6,6 +6,7 @@ exit codes: 0 all inputs processed, 1 some inputs rejected (the rest processed),
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -166,7 +167,7 @@ def _print_run_summary(summary, out=None) -> None:
 
 def _after_run(settings, store, summary) -> None:
     """Flush the outbox to remote sinks and evaluate alerts (when configured)."""
-    hooks: list[Callable] = list(_POST_RUN_HOOKS)
+    hooks: list[Callable] = [h if callable(h) else _import(h) for h in _POST_RUN_HOOKS]
     for hook in hooks:
         try:
             hook(settings, store, summary)
@@ -200,7 +201,7 @@ def _format_sink_report(rep) -> str:
 
 
 # Post-run steps (kept as data, run in order): publish, then alert layers add theirs.
-_POST_RUN_HOOKS: list[Callable] = [flush_sinks]
+_POST_RUN_HOOKS: list[Callable | str] = [flush_sinks, "calibmon.alerts.cli:post_run_hook"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -296,12 +297,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(amp_table(list(store.iter_records(day_obs=day_obs, level="amp"))))
         report_path = workdir / f"calibmon-report-{day_obs}.html"
         for hook in _DEMO_REPORT_HOOKS:
-            hook(settings, store, day_obs, report_path)
+            (_import(hook) if isinstance(hook, str) else hook)(
+                settings, store, day_obs, report_path
+            )
     print(f"\nstore: {store_path}")
     return EXIT_OK if summary.ok else EXIT_REJECTED
 
 
-_DEMO_REPORT_HOOKS: list[Callable] = []
+_DEMO_REPORT_HOOKS: list[Callable | str] = ["calibmon.report.html:demo_report_hook"]
 
 # Columns of the per-amp table: (metric, header, format)
 AMP_TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -369,8 +372,21 @@ def _sub(subs, name: str, help_: str, example: str, func) -> argparse.ArgumentPa
     return p
 
 
-# Extra sub-command registrars (sinks, alerts, calibs, serve, report) add themselves here.
-_REGISTRARS: list[Callable[[Any], None]] = []
+# Sub-command groups that live beside their feature: "module:function" adding a parser.
+# Imported when the parser is built (the modules import this one's helpers lazily).
+_REGISTRARS: list[str] = [
+    "calibmon.alerts.cli:register",
+    "calibmon.calibs.cli:register",
+    "calibmon.service.daemon:register",
+    "calibmon.report.cli:register",
+]
+
+
+def _import(spec: str | Callable) -> Callable:
+    if callable(spec):
+        return spec
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,7 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sink", help="only this sink (name from calibmon.yaml)")
     _common(p)
 
-    for registrar in _REGISTRARS:
+    for spec in _REGISTRARS:
+        try:
+            registrar = _import(spec)
+        except ModuleNotFoundError:  # a feature module not installed in this build
+            continue
         registrar(subs)
     return parser
 

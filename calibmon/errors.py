@@ -11,6 +11,7 @@ The tree::
     │   ├── SinkUnavailable     transient: retry later (connection refused, 5xx, timeout)
     │   └── SinkRejected        permanent: the server refused the data (4xx); retry won't help
     └── NotifierError       an alert notification could not be delivered (retried later)
+        └── NotifierRejected    the receiver refused it (4xx other than 408/429): no retry
 
 Foreign errors (fitsio/astropy, urllib3/requests, influxdb-client, smtplib) are
 translated into these at the boundary that calls the foreign library
@@ -72,3 +73,7 @@ class NotifierError(CalibmonError):
     def __init__(self, notifier: str, message: str) -> None:
         self.notifier = notifier
         super().__init__(f"notifier {notifier}: {message}")
+
+
+class NotifierRejected(NotifierError):
+    """The receiver refused the notification (4xx other than 408/429): do not retry."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibmon.science.isr import residual_std_factor
-from calibmon.science.robust import clipped_stats
+from calibmon.science.robust import clipped_stats_fast
 
 # Variance of the rounding of a continuous signal to integer ADU: uniform on a unit
 # interval, 1/12 adu² (Sheppard's correction). Removed from read-noise variances so that
@@ -54,7 +54,7 @@ def overscan_frame_noise(overscan_residuals: np.ndarray, row_levels: np.ndarray)
     (``isr.residual_std_factor``) and (ii) quantisation (``QUANTISATION_VAR_ADU2``).
     """
     n_cols = overscan_residuals.shape[1]
-    _, std, n = clipped_stats(overscan_residuals, nsigma=READ_NOISE_CLIP_NSIGMA)
+    _, std, n = clipped_stats_fast(overscan_residuals, READ_NOISE_CLIP_NSIGMA)
     std /= residual_std_factor(n_cols)
     var = std * std - QUANTISATION_VAR_ADU2
     return FrameNoise(float(np.mean(row_levels)), max(var, 0.0), n)
@@ -77,5 +77,5 @@ def master_bias_stats(master_bias_adu: np.ndarray) -> tuple[float, float]:
 
     3σ-clipped, truncation-corrected std (cp_verify uses afw's MEANCLIP/STDEVCLIP).
     """
-    mean, std, _ = clipped_stats(master_bias_adu, nsigma=3.0)
+    mean, std, _ = clipped_stats_fast(master_bias_adu, 3.0)
     return mean, std

@@ -73,22 +73,43 @@ def clipped_mean_stack(stack: np.ndarray, nsigma: float = 3.0) -> np.ndarray:
     n = stack.shape[0]
     if n <= 2:
         return stack.mean(axis=0, dtype=np.float32)
-    med = median_stack(stack.copy())
-    resid = stack - med[None]
+    centre = _robust_centre(stack)
+    resid = stack - centre[None]
     # amp-wide scatter from a strided subsample (≥ 10⁵ values is plenty for 1 %)
     sample = resid.ravel()[:: max(1, resid.size // 200_000)]
     sigma = SIGMA_PER_MAD * float(np.median(np.abs(sample)))
     if not sigma > 0:
-        return med
-    keep = np.abs(resid, out=resid) <= np.float32(nsigma * sigma)
+        return centre
+    np.abs(resid, out=resid)
+    keep = resid <= np.float32(nsigma * sigma)
     count = keep.sum(axis=0, dtype=np.float32)
-    total = np.where(keep, stack, np.float32(0)).sum(axis=0, dtype=np.float32)
+    np.multiply(stack, keep, out=resid)  # reuse the buffer: kept values, 0 elsewhere
+    total = resid.sum(axis=0, dtype=np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = total / count
-    bad = count == 0
-    if bad.any():
-        out[bad] = med[bad]
+    # A pixel keeping fewer than half its frames (two cosmic rays spoiled the trimmed
+    # centre): use the exact median for those pixels only.
+    weak = count < 0.5 * n
+    if weak.any():
+        rows, cols = np.nonzero(weak)
+        sub = np.sort(stack[:, rows, cols], axis=0)
+        out[rows, cols] = 0.5 * (sub[(n - 1) // 2] + sub[n // 2])
     return out.astype(np.float32, copy=False)
+
+
+def _robust_centre(stack: np.ndarray) -> np.ndarray:
+    """Per-pixel centre for the clipping: the mean without the lowest and highest frame
+    (n ≥ 5), else the median. A trimmed mean is robust to one cosmic ray per pixel and,
+    being three contiguous reductions, ~4x cheaper than a per-pixel median of 15 frames;
+    pixels hit twice are caught by the fallback in :func:`clipped_mean_stack`."""
+    n = stack.shape[0]
+    if n < 5:
+        return median_stack(stack.copy())
+    total = stack.sum(axis=0, dtype=np.float32)
+    total -= stack.max(axis=0)
+    total -= stack.min(axis=0)
+    total /= np.float32(n - 2)
+    return total
 
 
 @functools.cache

@@ -125,6 +125,23 @@ def overscan_correct(
     return trimmed, levels
 
 
+def overscan_correct_into(
+    amp_image: np.ndarray,
+    data_rows: slice,
+    data_cols: slice,
+    overscan_cols: slice,
+    out: np.ndarray,
+) -> np.ndarray:
+    """:func:`overscan_correct` writing the trimmed frame into ``out`` (float32, shape of
+    the data section); returns the per-row levels (adu). Same numbers, no temporary."""
+    levels = overscan_row_levels(amp_image[data_rows, overscan_cols])
+    np.subtract(
+        amp_image[data_rows, data_cols], levels.astype(np.float32)[:, None], out=out,
+        casting="unsafe",
+    )  # fmt: skip
+    return levels
+
+
 def overscan_residuals(
     amp_image: np.ndarray, data_rows: slice, overscan_cols: slice, row_levels: np.ndarray
 ) -> np.ndarray:

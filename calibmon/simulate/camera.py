@@ -86,7 +86,10 @@ FULL_WELL_RANGE_E = {"ITL": (115000.0, 130000.0), "E2V": (125000.0, 140000.0)}
 DARK_CURRENT_RANGE_E_PER_S = (0.002, 0.02)  # log-uniform
 K2_RANGE_PER_E = (-1.0e-7, -5.0e-8)  # 0.5–1 % deficit at 100 ke-
 A00_RANGE_PER_E = (-2.5e-6, -1.5e-6)  # Astier et al. 2019 Fig. 11: a00 ≈ −2e-6
-SERIAL_CTI_RANGE = (3.0e-6, 1.5e-5)  # log-uniform; see physics.apply_serial_cti
+# log-uniform; see physics.apply_serial_cti. Within the camera spec (<= 5e-6, LSSTCam
+# sensors measure ~1e-6-4e-6) so a stable simulated camera pages nobody; large enough
+# for EPER to measure it within ~5 % on small amps (trail ~2 adu at 9000 adu of signal).
+SERIAL_CTI_RANGE = (2.0e-6, 4.5e-6)
 PRNU_RANGE = (0.005, 0.015)  # σ of the pixel response map
 ILLUMINATION_RANGE = (0.97, 1.03)  # relative flat illumination × QE of an amp
 BIAS_PATTERN_RANGE_ADU = (2.0, 6.0)  # amplitude of the fixed 2-D bias structure
@@ -96,6 +99,7 @@ HOT_PIXELS_PER_MPIX = 15.0
 COLD_PIXELS_PER_MPIX = 10.0
 P_HOT_COLUMN = 0.15  # probability that an amp has one hot column
 P_COLD_COLUMN = 0.10
+FULL_SIZE_DATA_COLS = 509  # ITL; column-defect probabilities are per amp of this width
 HOT_PIXEL_RATE_RANGE_E_PER_S = (5.0, 50.0)  # log-uniform
 HOT_COLUMN_RATE_RANGE_E_PER_S = (3.0, 15.0)
 COLD_RESPONSE_RANGE = (0.0, 0.5)  # response of a cold pixel/column in flats
@@ -391,10 +395,14 @@ def _draw_defects(p: AmpParams, r: np.random.Generator, layout: AmpLayout) -> No
     p.cold_pixels = pixels(n_cold)
     p.cold_pixel_response = [float(r.uniform(*COLD_RESPONSE_RANGE)) for _ in p.cold_pixels]
     cols = [int(c) for c in r.choice(np.arange(lo, hi), size=2, replace=False)]
-    if r.random() < P_HOT_COLUMN:
+    # Column defects per column, not per amp: a small test amp (100 columns) gets one with
+    # 1/5 of a full amp's probability, so a column keeps the defect fraction of a real
+    # amp (~0.2 %) in expectation and a stable small camera stays within spec (0.5 %).
+    col_scale = min(1.0, n_cols / FULL_SIZE_DATA_COLS)
+    if r.random() < P_HOT_COLUMN * col_scale:
         p.hot_columns = [cols[0]]
         p.hot_column_rates_e_per_s = [float(r.uniform(*HOT_COLUMN_RATE_RANGE_E_PER_S))]
-    if r.random() < P_COLD_COLUMN:
+    if r.random() < P_COLD_COLUMN * col_scale:
         p.cold_columns = [cols[1]]
         p.cold_column_response = [float(r.uniform(*COLD_RESPONSE_RANGE))]
     # Keep pixel defects off defect columns so each defect is counted once.

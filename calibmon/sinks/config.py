@@ -36,23 +36,10 @@ from pydantic import (
     model_validator,
 )
 
+from calibmon.secrets import read_secret
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _NAMESPACE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-
-
-def _read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
-    """The secret named by ``env`` (environment variable) or ``file``; env wins."""
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise ValueError(f"{what}: environment variable {env} is not set")
-        return SecretStr(value)
-    if file is not None:
-        try:
-            return SecretStr(Path(file).expanduser().read_text().strip())
-        except OSError as exc:
-            raise ValueError(f"{what}: cannot read {file}: {exc.strerror}") from None
-    return None
 
 
 class _SinkBase(BaseModel):
@@ -105,7 +92,7 @@ class InfluxDB1Config(_SinkBase):
                     f"username_env: environment variable {self.username_env} is not set"
                 )
             self._username = user
-        self._password = _read_secret(self.password_env, self.password_file, "password")
+        self._password = read_secret(self.password_env, self.password_file, "password")
         if self._password is not None and self._username is None:
             raise ValueError("a password needs a username (username_env)")
         return self
@@ -135,7 +122,7 @@ class InfluxDB2Config(_SinkBase):
 
     @model_validator(mode="after")
     def _load_secrets(self) -> InfluxDB2Config:
-        self._token = _read_secret(self.token_env, self.token_file, "token")
+        self._token = read_secret(self.token_env, self.token_file, "token")
         return self
 
     @property
@@ -168,7 +155,7 @@ class SasquatchRestConfig(_SinkBase):
 
     @model_validator(mode="after")
     def _load_secrets(self) -> SasquatchRestConfig:
-        self._token = _read_secret(self.token_env, self.token_file, "token")
+        self._token = read_secret(self.token_env, self.token_file, "token")
         return self
 
     @property

@@ -332,15 +332,14 @@ def drop_undelivered(store: Store, notifier: str, kind: str, group_key: str) -> 
     return int(cur.rowcount or 0)
 
 
-def due_notifications(
-    store: Store, notifier: str, now_iso: str, limit: int = 200
-) -> list[OutboxRow]:
-    """Undelivered rows of ``notifier`` due at ``now_iso``, oldest first."""
+def pending_notifications(store: Store, notifier: str, limit: int = 200) -> list[OutboxRow]:
+    """Undelivered rows of ``notifier`` not given up, oldest first (due or not: a row
+    waiting for its retry holds back the later ones, so order is kept)."""
     rows = store.query(
         "SELECT id, notifier, payload, created_at, attempts, next_attempt_at, delivered_at,"
         " last_error FROM notify_outbox WHERE notifier=? AND delivered_at IS NULL"
-        " AND next_attempt_at<=? ORDER BY id LIMIT ?",
-        (notifier, now_iso, limit),
+        " AND next_attempt_at<>? ORDER BY id LIMIT ?",
+        (notifier, GAVE_UP, limit),
     )
     return [OutboxRow(*r) for r in rows]
 

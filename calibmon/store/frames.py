@@ -46,7 +46,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -285,6 +285,12 @@ def _quote_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _day_start(day_obs: str, plus_days: int = 0) -> str:
+    """RFC 3339 start of an observing day: 12:00 UTC of day_obs (+ ``plus_days``)."""
+    d = datetime.strptime(day_obs, "%Y%m%d") + timedelta(days=plus_days, hours=12)
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def influxql_query(
     *,
     metric: str,
@@ -300,8 +306,10 @@ def influxql_query(
     """The InfluxQL that selects what :func:`frame` selects for one metric (DESIGN.md §5).
 
     The measurement comes from the metric's calib_type in the catalogue (or ``calib_type``).
-    ``since``/``until`` are day_obs bounds, compared with the ``day_obs`` field. Summary
-    levels read ``<metric>`` (the median) and its stats fields.
+    ``since``/``until`` are day_obs bounds, turned into time bounds with Rubin's day_obs
+    convention (the observing day runs from 12:00 UTC on day_obs to 12:00 UTC the next
+    day; InfluxQL cannot compare string fields with ``>=``). Summary levels read
+    ``<metric>`` (the median) and its stats fields.
     """
     if calib_type is None:
         from calibmon.catalogue import load_catalogue
@@ -318,9 +326,9 @@ def influxql_query(
             where.append(f'"{tag}" = {_quote_str(val)}')
     s, u = day_obs_of(since), day_obs_of(until)
     if s is not None:
-        where.append(f'"day_obs" >= {_quote_str(s)}')
+        where.append(f"time >= '{_day_start(s)}'")
     if u is not None:
-        where.append(f'"day_obs" <= {_quote_str(u)}')
+        where.append(f"time < '{_day_start(u, plus_days=1)}'")
     group = ", ".join(f'"{t}"' for t in ("instrument", "detector_name", "amp"))
     return (
         f'SELECT {", ".join(fields)} FROM "{measurement}" WHERE {" AND ".join(where)} '

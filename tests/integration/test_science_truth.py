@@ -25,8 +25,12 @@ DETS = ["R22_S11", "R01_S01"]
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Store]:
     out = tmp_path_factory.mktemp("truth_night")
+    # column defects on a few amps of each vendor (the camera draws few on small amps)
+    cols = {"R22_S11": {"C03": {"hot_columns": [40]}, "C14": {"cold_columns": [61]}},
+            "R01_S01": {"C05": {"hot_columns": [22], "cold_columns": [70]}}}  # fmt: skip
     truth = simulate_night(out, DAY, DETS, small=True, seed=7, ptc=True, n_ptc_pairs=60,
-                           dark_time_s=600.0, n_bias=15, n_dark=15, n_flat=16)  # fmt: skip
+                           dark_time_s=600.0, n_bias=15, n_dark=15, n_flat=16,
+                           extra_defects=cols)  # fmt: skip
     settings = load_settings(None, store=out / "cm.sqlite", workers=2)
     store = Store(settings.store_path())
     summary = run_directory(out, settings, store)

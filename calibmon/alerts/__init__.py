@@ -1,0 +1,32 @@
+"""Alerts when calibrations drift (DESIGN.md §6).
+
+- :mod:`.rules` — pure rules: fixed limits, drift against the amp's own baseline,
+  increase in counts, verification failing, dead amp, staleness.
+- :mod:`.engine` — :func:`evaluate` (state per identity in the store, hysteresis,
+  known-bad, silences, grouping into notifications) and :func:`deliver_notifications`.
+- :mod:`.notifiers` — Alertmanager API v2, JSON webhook, SMTP e-mail.
+- :mod:`.config` — ``notifiers:`` and ``alerts:`` configuration models.
+- :mod:`.cli` — ``calibmon alerts`` and :func:`~calibmon.alerts.cli.post_run_hook`.
+"""
+
+from calibmon.alerts.config import AlertsConfig, alerts_config
+from calibmon.alerts.engine import (
+    AlertRunReport,
+    EvaluationReport,
+    deliver_notifications,
+    evaluate,
+    evaluate_and_deliver,
+)
+from calibmon.alerts.rules import Evaluation, Expectation
+
+__all__ = [
+    "AlertRunReport",
+    "AlertsConfig",
+    "Evaluation",
+    "EvaluationReport",
+    "Expectation",
+    "alerts_config",
+    "deliver_notifications",
+    "evaluate",
+    "evaluate_and_deliver",
+]

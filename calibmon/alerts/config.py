@@ -1,0 +1,381 @@
+"""Configuration of the alert engine and its notifiers (DESIGN.md §3 ``notifiers:``, §6).
+
+``notifiers:`` entries are a union discriminated on ``type``; unknown keys are refused::
+
+    notifiers:
+      - name: oncall
+        type: alertmanager              # alertmanager | webhook | email
+        url: http://127.0.0.1:9093
+      - name: chat
+        type: webhook
+        url: https://hooks.example.org/calibmon
+        secret_env: CALIBMON_WEBHOOK_SECRET   # HMAC-SHA256 key → X-Calibmon-Signature
+      - name: mail
+        type: email
+        host: smtp.example.org
+        port: 587
+        starttls: true
+        from: calibmon@example.org
+        to: [calib-oncall@example.org]
+        username_env: SMTP_USER
+        password_env: SMTP_PASSWORD
+        min_severity: warning
+
+Secrets come from the environment (``*_env``) or a file (``*_file``), are read once when
+the model is validated (a missing one is a validation error: a bad deployment fails at
+start-up, not at the first page) and are kept as :class:`~pydantic.SecretStr`.
+
+The ``alerts:`` mapping of ``calibmon.yaml`` is :class:`AlertsConfig` (all keys optional)::
+
+    alerts:
+      baseline_nights: 10        # N good nights in a baseline (overrides the catalogue)
+      min_baseline_nights: 3
+      lookback_nights: 30        # nights of history walked for the baseline
+      clear_for: 2               # H: consecutive clear evaluations to resolve
+      clear_band: 0.8            # clear = back inside 0.8 × the drift band
+      group_by: detector         # one notification per detector (or per rule+detector)
+      rules:
+        gain_drift: {for: 2, severity: critical}
+        bias_level_jump: {enabled: false}
+      expected:                  # staleness (the scheduler may pass its own)
+        - {instrument: LSSTCam, calib_type: bias}
+
+:func:`alerts_config` joins that with ``notifiers``, ``known_bad`` and ``dashboard_url``
+of :class:`~calibmon.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from calibmon.alerts.rules import Expectation
+from calibmon.config import KnownBad
+from calibmon.errors import ConfigError
+from calibmon.secrets import read_secret
+
+Severity = Literal["info", "warning", "critical"]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+def _check_http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials must not be in the URL; use the *_env or *_file settings")
+    return v
+
+
+class _NotifierBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=_NAME, description="unique notifier name (outbox key)")]
+    min_severity: Severity = "info"
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+    #: re-post still-firing alerts after every evaluation (Alertmanager forgets otherwise)
+    @property
+    def refresh(self) -> bool:
+        return False
+
+    def secret_values(self) -> list[str]:
+        """Plain secret values, for log redaction."""
+        return []
+
+
+class AlertmanagerConfig(_NotifierBase):
+    """Alertmanager API v2: ``POST {url}/api/v2/alerts``.
+
+    ``alert_ttl_s``: the ``endsAt`` given to a firing alert on each post. calibmon
+    evaluates once per night, so this must outlast the gap between evaluations
+    (Alertmanager's own default, ``resolve_timeout`` 5 min, would resolve the alert
+    minutes after it fired). If calibmon stops evaluating, the alert ends after it.
+    """
+
+    type: Literal["alertmanager"]
+    url: str
+    alert_ttl_s: Annotated[float, Field(gt=0)] = 36 * 3600.0
+    re_post: bool = True
+    extra_labels: dict[str, str] = Field(default_factory=dict)
+    username_env: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    _username: str | None = PrivateAttr(default=None)
+    _password: SecretStr | None = PrivateAttr(default=None)
+    _token: SecretStr | None = PrivateAttr(default=None)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_http_url(v).rstrip("/")
+
+    @model_validator(mode="after")
+    def _load_secrets(self) -> AlertmanagerConfig:
+        if self.username_env:
+            user = os.environ.get(self.username_env)
+            if user is None:
+                raise ValueError(
+                    f"username_env: environment variable {self.username_env} is not set"
+                )
+            self._username = user
+        self._password = read_secret(self.password_env, self.password_file, "password")
+        if self._password is not None and self._username is None:
+            raise ValueError("a password needs a username (username_env)")
+        self._token = read_secret(self.token_env, self.token_file, "token")
+        return self
+
+    @property
+    def refresh(self) -> bool:
+        return self.re_post
+
+    @property
+    def username(self) -> str | None:
+        return self._username
+
+    @property
+    def password(self) -> SecretStr | None:
+        return self._password
+
+    @property
+    def token(self) -> SecretStr | None:
+        return self._token
+
+    def secret_values(self) -> list[str]:
+        return [s.get_secret_value() for s in (self._password, self._token) if s is not None]
+
+
+class WebhookConfig(_NotifierBase):
+    """A generic JSON webhook: ``POST url`` with the notification as JSON.
+
+    With ``secret_env``/``secret_file`` the body is signed: header
+    ``X-Calibmon-Signature: sha256=<hex HMAC-SHA256 of the raw body>``.
+    """
+
+    type: Literal["webhook"]
+    url: str
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    include_trends: bool = False
+
+    _secret: SecretStr | None = PrivateAttr(default=None)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_http_url(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _no_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if k.lower() in ("authorization", "cookie", "x-api-key"):
+                raise ValueError(f"header {k} carries a secret; it must not be in the YAML")
+        return v
+
+    @model_validator(mode="after")
+    def _load_secrets(self) -> WebhookConfig:
+        self._secret = read_secret(self.secret_env, self.secret_file, "secret")
+        return self
+
+    @property
+    def secret(self) -> SecretStr | None:
+        return self._secret
+
+    def secret_values(self) -> list[str]:
+        return [self._secret.get_secret_value()] if self._secret else []
+
+
+class EmailConfig(_NotifierBase):
+    """SMTP e-mail (plain text + HTML with inline trend plots)."""
+
+    type: Literal["email"]
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 25
+    from_addr: str = Field(alias="from")
+    to: Annotated[list[str], Field(min_length=1)]
+    starttls: bool = False
+    ssl: bool = False
+    username_env: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None  # CA bundle for a site's own SMTP certificate
+    subject_prefix: str = "[calibmon]"
+    trend_plots: bool = True
+
+    _username: str | None = PrivateAttr(default=None)
+    _password: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_secrets(self) -> EmailConfig:
+        if self.starttls and self.ssl:
+            raise ValueError("choose starttls or ssl, not both")
+        if self.username_env:
+            user = os.environ.get(self.username_env)
+            if user is None:
+                raise ValueError(
+                    f"username_env: environment variable {self.username_env} is not set"
+                )
+            self._username = user
+        self._password = read_secret(self.password_env, self.password_file, "password")
+        if self._password is not None and self._username is None:
+            raise ValueError("a password needs a username (username_env)")
+        return self
+
+    @property
+    def username(self) -> str | None:
+        return self._username
+
+    @property
+    def password(self) -> SecretStr | None:
+        return self._password
+
+    def secret_values(self) -> list[str]:
+        return [self._password.get_secret_value()] if self._password else []
+
+
+NotifierConfig = Annotated[
+    AlertmanagerConfig | WebhookConfig | EmailConfig, Field(discriminator="type")
+]
+"""One entry of ``notifiers:`` in ``calibmon.yaml``."""
+
+_NOTIFIERS: TypeAdapter[list[NotifierConfig]] = TypeAdapter(list[NotifierConfig])
+
+
+def parse_notifier_configs(data: object) -> list[NotifierConfig]:
+    """Validate a ``notifiers:`` list (raises ``pydantic.ValidationError``), names unique."""
+    out = _NOTIFIERS.validate_python(data or [])
+    seen: set[str] = set()
+    for n in out:
+        if n.name in seen:
+            raise ValueError(f"notifiers: name {n.name!r} is used twice")
+        seen.add(n.name)
+    return out
+
+
+class RuleOverride(BaseModel):
+    """Per-rule settings in ``alerts.rules.<rule>`` (override the catalogue)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    enabled: bool = True
+    severity: Severity | None = None
+    for_evaluations: int | None = Field(None, ge=1, alias="for")
+    clear_for: int | None = Field(None, ge=1)
+    clear_band: float | None = Field(None, gt=0, le=1)
+    baseline_nights: int | None = Field(None, ge=1)
+    min_baseline_nights: int | None = Field(None, ge=1)
+
+
+class DeliveryConfig(BaseModel):
+    """Retries of the notification outbox.
+
+    Within one delivery call a failing notifier is tried ``max_attempts`` times, waiting
+    ``backoff_s`` between tries; then its notifications wait ``retry_after_s`` (doubling per
+    failed call up to ``max_retry_after_s``) for the next call. Notifications older than
+    ``expire_after_s`` are given up (kept in the store with the last error).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(3, ge=1)
+    backoff_s: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
+    retry_after_s: float = Field(60.0, ge=0)
+    max_retry_after_s: float = Field(3600.0, ge=0)
+    expire_after_s: float = Field(3 * 86400.0, gt=0)
+
+
+class AlertsConfig(BaseModel):
+    """Everything the alert engine is configured with (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    enabled: bool = True
+    baseline_nights: int | None = Field(None, ge=1)
+    min_baseline_nights: int | None = Field(None, ge=1)
+    lookback_nights: int = Field(30, ge=2)
+    clear_for: int = Field(2, ge=1)
+    clear_band: float = Field(0.8, gt=0, le=1)
+    pool_sigma: bool = True
+    trend_nights: int = Field(30, ge=2)
+    recent_nights: int = Field(7, ge=0)
+    group_by: Literal["detector", "rule"] = "detector"
+    rules: dict[str, RuleOverride] = Field(default_factory=dict)
+    expected: list[Expectation] = Field(default_factory=list)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    # from Settings (top-level keys of calibmon.yaml)
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
+    known_bad: list[KnownBad] = Field(default_factory=list)
+    dashboard_url: str = "http://localhost:3000/d/calibmon-amp"
+
+    @field_validator("notifiers")
+    @classmethod
+    def _unique(cls, v: list[Any]) -> list[Any]:
+        names = [n.name for n in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"notifier name(s) used twice: {', '.join(sorted(dup))}")
+        return v
+
+    def secret_values(self) -> list[str]:
+        return [s for n in self.notifiers for s in n.secret_values()]
+
+
+def alerts_config(settings: Any) -> AlertsConfig:
+    """The :class:`AlertsConfig` of a :class:`~calibmon.config.Settings` (or a mapping, or
+    an AlertsConfig, returned as is). Raises :class:`ConfigError` naming the key."""
+    if isinstance(settings, AlertsConfig):
+        return settings
+    if isinstance(settings, dict):
+        data: dict[str, Any] = dict(settings)
+        source = "alerts"
+    else:
+        data = dict(getattr(settings, "alerts", {}) or {})
+        data["notifiers"] = list(getattr(settings, "notifiers", []) or [])
+        data["known_bad"] = [
+            kb.model_dump() if hasattr(kb, "model_dump") else kb
+            for kb in getattr(settings, "known_bad", []) or []
+        ]
+        if getattr(settings, "dashboard_url", None):
+            data["dashboard_url"] = settings.dashboard_url
+        source = "config"
+    try:
+        return AlertsConfig.model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        if not key.startswith(("notifiers", "known_bad", "dashboard_url")):
+            key = f"alerts.{key}"
+        raise ConfigError(f"config error in {source}: {key}: {msg}") from None
+
+
+__all__ = [
+    "AlertmanagerConfig",
+    "AlertsConfig",
+    "DeliveryConfig",
+    "EmailConfig",
+    "NotifierConfig",
+    "RuleOverride",
+    "WebhookConfig",
+    "alerts_config",
+    "parse_notifier_configs",
+]

@@ -1,0 +1,25 @@
+"""Notifiers: one class per receiver type, built from ``notifiers:`` config entries."""
+
+from calibmon.alerts.notifiers.base import (
+    AlertItem,
+    Notification,
+    Notifier,
+    NotifierRejected,
+    Trend,
+    TrendAmp,
+    build_notifier,
+    build_notifiers,
+    render_text,
+)
+
+__all__ = [
+    "AlertItem",
+    "Notification",
+    "Notifier",
+    "NotifierRejected",
+    "Trend",
+    "TrendAmp",
+    "build_notifier",
+    "build_notifiers",
+    "render_text",
+]

@@ -1,0 +1,681 @@
+"""Alert rules: pure functions from metric values to evaluations (DESIGN.md §6).
+
+Nothing here touches the store, the clock or the network. The engine (:mod:`.engine`)
+reads values from the store, calls these functions and keeps the state per alert identity
+``(rule, instrument, detector, amp)``.
+
+Kinds of rule (each a ``thresholds:`` entry of a metric in ``metrics/*.yaml``):
+
+fixed
+    Spec limit: value outside ``[low, high]``; optionally only for one vendor or
+    instrument. Verification failing is a fixed rule on ``verify_*_pass`` (``low: 0.5``)
+    whose ``message`` reads "bias for R22_S11 C10 no longer verifies since D: recertify".
+drift
+    Against the amp's own baseline: ``|value − b| > band`` with
+    ``band = max(relative·|b|, nsigma·σ_b, absolute)`` (``direction: up/down`` makes it
+    one-sided; the dead-amp rule is ``flat_level`` drifting ``down`` by half, critical).
+increase
+    ``value − b > band`` (same band, one-sided): new hot/cold columns.
+staleness
+    An expected calibration type has no record for a day_obs (:func:`evaluate_staleness`).
+
+Baseline (drift, increase)
+    ``b`` is the median and ``σ_b`` is 1.4826·MAD of the amp's last ``baseline_nights``
+    *good* nights before the evaluated one; at least ``min_baseline_nights`` are needed,
+    else the rule does not evaluate the amp. A good night is one on which the rule did
+    not fire for that amp: the history is walked forward in time replaying the
+    hysteresis (:func:`walk_baselines`), so a step is never absorbed into its own baseline
+    and an alert does not clear itself by becoming "normal". Once a lasting change has filled the
+    whole lookback window the engine gives the walk, it has no pre-change good nights
+    left and becomes the new baseline (the alert resolves: "accepted").
+
+    Noise awareness: a 10-night MAD is a poor σ (its 5th–95th percentiles are 0.55σ–1.5σ;
+    ``|x − b| > 5σ̂`` then happens on ≈ 1 % of stable amps every night — dozens of pages a
+    night on 3216 amps — while a real 7σ step is missed whenever σ̂ came out high). With
+    ``pool: detector`` (the default), σ_b is σ_pool, the robust scatter of all the
+    detector's amps' good nights about their own baselines (relative to |b| when the rule
+    has ``relative``, so amps of different levels pool), from ≈ 160 values: the
+    false-alarm rate of a 5σ band drops to ≈ 1e-5. An amp whose own σ is larger than
+    σ_pool beyond chance (> :func:`noisy_amp_factor` × σ_pool, the 99th percentile of
+    the MAD estimate) is a noisier amp and keeps its own σ, so it does not page every
+    night either. ``pool: none`` (or ``alerts.pool_sigma: false``) uses the amp's own σ.
+
+Hysteresis: an evaluation says ``firing`` (outside the band/limits) and ``clear`` (inside
+the narrower band ``clear_band·band`` for drift/increase, or inside the limits by
+``clear_margin`` for fixed); in between it is neither, which keeps a firing alert firing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from calibmon.catalogue import Threshold
+
+# 1 / Φ⁻¹(3/4) (same constant as calibmon.science.robust.SIGMA_PER_MAD, written out so
+# this module does not import scipy): σ ≈ 1.4826·MAD for Gaussian scatter.
+SIGMA_PER_MAD = 1.482602218505602
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+
+Kind = Literal["fixed", "drift", "increase", "staleness"]
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RuleParams:
+    """One catalogue threshold with the engine's configuration applied.
+
+    ``metric``/``unit`` are the catalogue metric's; ``baseline_nights`` … ``clear_band``
+    are the effective values (rule override > global ``alerts:`` setting > catalogue).
+    """
+
+    metric: str
+    unit: str
+    threshold: Threshold
+    severity: str
+    baseline_nights: int = 10
+    min_baseline_nights: int = 3
+    for_evaluations: int = 1
+    clear_for: int = 2
+    clear_band: float = 0.8
+    pool: bool = True
+    spec: str = ""
+
+    @property
+    def rule(self) -> str:
+        return self.threshold.rule
+
+    @property
+    def kind(self) -> str:
+        return self.threshold.kind
+
+    def applies_to(self, instrument: str, vendor: str, level: str) -> bool:
+        """True when the rule is meant for this instrument, vendor and record level."""
+        t = self.threshold
+        if t.level != level:
+            return False
+        if t.instrument and t.instrument.lower() != instrument.lower():
+            return False
+        return not (t.vendor and t.vendor.upper() != (vendor or "").upper())
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a value is about. ``detector`` is -1 and ``detector_name`` "" for camera- or
+    instrument-level values; ``amp`` is "" for detector-level values."""
+
+    instrument: str
+    detector: int
+    detector_name: str
+    amp: str = ""
+    vendor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One night's value of one series (unit: the metric's)."""
+
+    day_obs: str
+    value: float
+    physical_filter: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Median and effective σ of the good nights used (``sigma_own`` before pooling)."""
+
+    median: float
+    sigma: float
+    sigma_own: float
+    n: int
+    days: tuple[str, ...] = ()
+
+
+class Expectation(BaseModel):
+    """A calibration type expected every evaluated day_obs (from ``schedules/`` or config).
+
+    ``detectors``: names that must each have a record; None means "some detector of the
+    instrument" (one instrument-level alert identity).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    instrument: str
+    calib_type: str
+    detectors: list[str] | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+    for_evaluations: int = Field(1, ge=1, alias="for")
+
+
+# --------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Evaluation:
+    """One rule judged on one subject for one day_obs.
+
+    ``threshold`` is the limit crossed (or, when not firing, the nearer one);
+    ``band`` the allowed deviation from ``baseline`` (drift/increase); ``firing`` whether
+    the condition holds; ``clear`` whether the value is back inside the narrower
+    hysteresis band (never both).
+    """
+
+    rule: str
+    kind: str
+    metric: str
+    unit: str
+    severity: str
+    instrument: str
+    detector: int
+    detector_name: str
+    amp: str
+    value: float
+    threshold: float | None
+    baseline: float | None
+    baseline_sigma: float | None
+    day_obs: str
+    firing: bool
+    clear: bool
+    band: float | None = None
+    n_baseline: int = 0
+    direction: str = ""  # "above" | "below" | "": the side of the limit reported
+    sides: str = "both"  # drift/increase: which deviations the rule alerts on (both/up/down)
+    low: float | None = None
+    high: float | None = None
+    spec: str = ""
+    summary: str = ""
+    message: str = ""  # template from the catalogue
+    action: str = ""
+    physical_filter: str = ""
+    baseline_days: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def identity(self) -> tuple[str, str, int, str]:
+        return (self.rule, self.instrument, self.detector, self.amp)
+
+    @property
+    def deviation(self) -> float | None:
+        return None if self.baseline is None else self.value - self.baseline
+
+    def change_text(self) -> str:
+        """How far from the baseline: ``+0.045 e-/adu (+3.0 %, +11.2σ)``; "" without one."""
+        dev = self.deviation
+        if dev is None:
+            return ""
+        parts = [f"{dev:+.4g} {self.unit}".rstrip()]
+        extra = []
+        if self.baseline:
+            extra.append(f"{100.0 * dev / abs(self.baseline):+.1f} %")
+        if self.baseline_sigma:
+            extra.append(f"{dev / self.baseline_sigma:+.1f}σ")
+        if extra:
+            parts.append(f"({', '.join(extra)})")
+        return " ".join(parts)
+
+    def where(self) -> str:
+        """``R22_S11 C10``, ``R22_S11`` or the instrument name."""
+        return " ".join(p for p in (self.detector_name, self.amp) if p) or self.instrument
+
+    def describe(self, since_day_obs: str | None = None) -> str:
+        """One line an on-call person can act on: what, where, how much, since when."""
+        since = since_day_obs or self.day_obs
+        if self.message:
+            try:
+                return self.message.format(**self._fields(since))
+            except (KeyError, ValueError, TypeError, IndexError):
+                pass  # a template that cannot format falls back to the generic text
+        u = f" {self.unit}" if self.unit not in ("", "1") else ""
+        if self.kind == "staleness":
+            return (
+                f"no {self.metric} calibration for {self.where()} on {self.day_obs} "
+                f"(expected by the schedule); missing since {since}"
+            )
+        if self.kind == "fixed":
+            rel = {"above": "above the limit", "below": "below the limit"}.get(
+                self.direction, "limit"
+            )
+            thr = "" if self.threshold is None else f" {rel} {_g(self.threshold)}{u}"
+            return f"{self.metric} of {self.where()} is {_g(self.value)}{u}{thr}; since {since}"
+        base = (
+            f"{self.metric} of {self.where()} is {_g(self.value)}{u}, {self.change_text()} "
+            f"from its baseline {_g(self.baseline)} ± {_g(self.baseline_sigma, 2)}{u} "
+            f"(median of {self.n_baseline} good nights); limit {_g(self.threshold)}{u}"
+        )
+        return f"{base}; since {since}"
+
+    def _fields(self, since: str) -> dict[str, object]:
+        nan = math.nan
+        return {
+            "detector_name": self.detector_name,
+            "amp": self.amp,
+            "instrument": self.instrument,
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": nan if self.threshold is None else self.threshold,
+            "baseline": nan if self.baseline is None else self.baseline,
+            "unit": self.unit,
+            "since_day_obs": since,
+            "day_obs": self.day_obs,
+            "rule": self.rule,
+        }
+
+
+def _g(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+# --------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------
+# 1.4826·MAD of n Gaussian samples is biased low for small n (σ̂/σ averages 0.91 at n = 10,
+# 0.67 at n = 3). Multiplying by these factors (index n − 2, n = 2 … 30) makes it unbiased
+# on average; they were simulated (10⁶ draws per n, numpy default_rng) as 1/mean(σ̂/σ).
+# Croux & Rousseeuw (1992) give the same shape (≈ n/(n − 0.8) for n > 9).
+_OWN_MAD_CORRECTION: tuple[float, ...] = (
+    1.196, 1.490, 1.361, 1.217, 1.190, 1.138, 1.127, 1.101, 1.095, 1.080, 1.077, 1.066, 1.064,
+    1.056, 1.054, 1.049, 1.048, 1.043, 1.042, 1.039, 1.038, 1.035, 1.035, 1.032, 1.032, 1.030,
+    1.029, 1.028, 1.027,
+)  # fmt: skip
+# Pooling residuals |x − median| of several series of n nights each (the median of each
+# series sits among its own values, so small residuals are over-represented): the pooled
+# 1.4826·MAD is 0.87σ at n = 10. Factors 1/(pooled σ̂/σ), simulated likewise (10⁶ series).
+_POOLED_MAD_CORRECTION: tuple[float, ...] = (
+    1.413, 2.147, 1.389, 1.376, 1.278, 1.222, 1.196, 1.158, 1.148, 1.123, 1.117, 1.099, 1.096,
+    1.085, 1.081, 1.073, 1.071, 1.064, 1.062, 1.057, 1.056, 1.052, 1.051, 1.047, 1.046, 1.044,
+    1.043, 1.040, 1.040,
+)  # fmt: skip
+
+
+def _correction(table: tuple[float, ...], n: int) -> float:
+    if n < 2:
+        return 1.0
+    if n - 2 < len(table):
+        return table[n - 2]
+    return 1.0 + 0.8 / n  # ≈ the tables' tail
+
+
+def _median(sorted_values: Sequence[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else 0.5 * (sorted_values[mid - 1] + sorted_values[mid])
+
+
+def robust_baseline(values: Iterable[float]) -> tuple[float, float]:
+    """(median, σ) of ``values`` (same unit), σ = 1.4826·MAD with the small-sample
+    correction above; (nan, nan) when empty."""
+    v = sorted(values)
+    if not v:
+        return math.nan, math.nan
+    med = _median(v)
+    mad = _median(sorted(abs(x - med) for x in v))
+    return med, SIGMA_PER_MAD * mad * _correction(_OWN_MAD_CORRECTION, len(v))
+
+
+def band_width(t: Threshold, baseline: float, sigma: float, n_baseline: int | None = None) -> float:
+    """Allowed |deviation|: max(relative·|b|, nsigma·σ_dev, absolute) over the terms set.
+
+    σ_dev = σ_b·√(1 + π/(2n)) is the scatter of ``value − b`` when b is the median of
+    n nights (the median's variance is πσ²/2n); without ``n_baseline`` σ_dev = σ_b.
+    """
+    terms = [0.0]
+    if t.relative:
+        terms.append(t.relative * abs(baseline))
+    if t.nsigma and math.isfinite(sigma):
+        inflate = math.sqrt(1.0 + math.pi / (2.0 * n_baseline)) if n_baseline else 1.0
+        terms.append(t.nsigma * sigma * inflate)
+    if t.absolute is not None:
+        terms.append(t.absolute)
+    return max(terms)
+
+
+def _direction(t: Threshold) -> str:
+    return "up" if t.kind == "increase" else t.direction
+
+
+def judge(
+    t: Threshold, value: float, baseline: float, band: float, clear_band: float
+) -> tuple[bool, bool, str, float]:
+    """(firing, clear, direction word, limit) of ``value`` against ``baseline ± band``."""
+    dev = value - baseline
+    d = _direction(t)
+    if d == "up":
+        firing, clear, sign = dev > band, dev <= clear_band * band, 1.0
+    elif d == "down":
+        firing, clear, sign = dev < -band, dev >= -clear_band * band, -1.0
+    else:
+        firing, clear = abs(dev) > band, abs(dev) <= clear_band * band
+        sign = 1.0 if dev >= 0 else -1.0
+    word = "above" if sign > 0 else "below"
+    return firing, clear and not firing, word, baseline + sign * band
+
+
+# --------------------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------------------
+def _evaluation(p: RuleParams, s: Subject, value: float, day_obs: str, **kw: object) -> Evaluation:
+    t = p.threshold
+    return Evaluation(
+        rule=t.rule, kind=t.kind, metric=p.metric, unit=p.unit, severity=p.severity,
+        instrument=s.instrument, detector=s.detector, detector_name=s.detector_name,
+        amp=s.amp, value=float(value), day_obs=day_obs,
+        spec=t.spec or (p.spec if t.kind == "fixed" else ""),
+        summary=t.summary, message=t.message, action=t.action, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def evaluate_fixed(p: RuleParams, subject: Subject, sample: Sample, day_obs: str) -> Evaluation:
+    """A spec limit: firing when the value is outside ``[low, high]``.
+
+    ``clear`` needs the value inside the limits by ``clear_margin`` (value units, default 0).
+    """
+    t = p.threshold
+    v = sample.value
+    margin = t.clear_margin or 0.0
+    above = t.high is not None and v > t.high
+    below = t.low is not None and v < t.low
+    clear = (t.high is None or v <= t.high - margin) and (t.low is None or v >= t.low + margin)
+    if above:
+        limit, word = t.high, "above"
+    elif below:
+        limit, word = t.low, "below"
+    elif t.high is not None and (t.low is None or t.high - v <= v - t.low):
+        limit, word = t.high, "above"
+    else:
+        limit, word = t.low, "below"
+    return _evaluation(
+        p, subject, v, day_obs, threshold=limit, baseline=None, baseline_sigma=None,
+        firing=above or below, clear=clear and not (above or below), direction=word,
+        low=t.low, high=t.high, physical_filter=sample.physical_filter,
+    )  # fmt: skip
+
+
+def walk_baselines(
+    p: RuleParams, history: Mapping[str, Sequence[Sample]]
+) -> tuple[dict[str, list[Sample]], float | None]:
+    """Walk one detector's history forward and keep each series' good nights.
+
+    Parameters
+    ----------
+    p : RuleParams
+        A drift or increase rule.
+    history : mapping key → samples
+        Per series (an amp of one detector; one filter), the nights *before* the evaluated
+        one, one sample per night, in day_obs order.
+
+    Returns
+    -------
+    good : dict key → samples
+        Per series, the nights outside its alert episodes. The walk replays the engine's
+        hysteresis: a night on which the condition holds opens an episode; it closes after
+        ``clear_for`` consecutive clear nights, which then count as good. Nights inside an
+        episode — also those merely back inside the band but not inside the narrower clear
+        band — are never good, so values after a step cannot leak into the baseline one
+        noisy night at a time and make the alert clear itself. Nights before a series
+        had ``min_baseline_nights`` good nights count as good: they build it.
+    pooled_sigma : float or None
+        σ_pool of the final good nights (relative to |b| when the rule has ``relative``),
+        for :func:`baseline_of`; None without pooling or with < 2 series.
+    """
+    series = {k: _Series() for k in history}
+    by_night: dict[str, list[tuple[str, Sample]]] = {}
+    for key, samples in history.items():
+        for s in samples:
+            by_night.setdefault(s.day_obs, []).append((key, s))
+    t = p.threshold
+    pooling = p.pool and bool(t.nsigma)
+    for night in sorted(by_night):
+        stats = {k: st for k, ser in series.items() if (st := ser.stats(p, pooling)) is not None}
+        pooled = _pooled_sigma(stats) if pooling else None
+        for key, s in by_night[night]:
+            ser = series[key]
+            st = stats.get(key)
+            if st is None:
+                ser.good.append(s)
+                continue
+            med, sigma, n = st.median, _effective_sigma(p, st, pooled), st.n
+            band = band_width(t, med, sigma, n)
+            firing, clear, _, _ = judge(t, s.value, med, band, p.clear_band)
+            run = ser.episode
+            if run is None:
+                if firing:
+                    ser.episode = []
+                else:
+                    ser.good.append(s)
+            elif clear:
+                run.append(s)
+                if len(run) >= p.clear_for:
+                    ser.good.extend(run)
+                    ser.episode = None
+            else:
+                run.clear()
+    stats = {k: st for k, ser in series.items() if (st := ser.stats(p, pooling)) is not None}
+    pooled = _pooled_sigma(stats) if pooling else None
+    return {k: ser.good for k, ser in series.items()}, pooled
+
+
+@dataclass(slots=True)
+class _Stats:
+    median: float
+    sigma_own: float
+    n: int
+    pool_residuals: list[float] | None  # |v − median| scaled for pooling, or None
+
+
+@dataclass(slots=True)
+class _Series:
+    """One series during the walk: its good samples, open episode, cached statistics."""
+
+    good: list[Sample] = field(default_factory=list)
+    episode: list[Sample] | None = None
+    _n: int = -1
+    _stats: _Stats | None = None
+
+    def stats(self, p: RuleParams, pooling: bool) -> _Stats | None:
+        n_good = len(self.good)
+        if n_good < p.min_baseline_nights:
+            return None
+        if n_good != self._n:  # good only grows: recompute when it did
+            self._n = n_good
+            self._stats = _series_stats(
+                p, [s.value for s in self.good[-p.baseline_nights :]], pooling
+            )
+        return self._stats
+
+
+def _series_stats(p: RuleParams, values: list[float], pooling: bool) -> _Stats:
+    values.sort()
+    n = len(values)
+    mid = n // 2
+    med = values[mid] if n % 2 else 0.5 * (values[mid - 1] + values[mid])
+    res = [abs(x - med) for x in values]
+    res.sort()
+    mad = res[mid] if n % 2 else 0.5 * (res[mid - 1] + res[mid])
+    own = SIGMA_PER_MAD * mad * _correction(_OWN_MAD_CORRECTION, n)
+    pool = None
+    if pooling:
+        scale = abs(med) if p.threshold.relative else 1.0
+        if scale > 0.0:
+            c = _correction(_POOLED_MAD_CORRECTION, n) / scale
+            pool = [r * c for r in res]
+    return _Stats(med, own, n, pool)
+
+
+def _pooled_sigma(stats: Mapping[str, _Stats]) -> float | None:
+    """σ_pool (relative when the rule has ``relative``) from ≥ 2 series, else None."""
+    parts = [st.pool_residuals for st in stats.values() if st.pool_residuals is not None]
+    if len(parts) < 2:
+        return None
+    residuals = sorted(r for part in parts for r in part)
+    return SIGMA_PER_MAD * _median(residuals)
+
+
+def _effective_sigma(p: RuleParams, st: _Stats, pooled_sigma: float | None) -> float:
+    if pooled_sigma is None:
+        return st.sigma_own
+    pooled = pooled_sigma * (abs(st.median) if p.threshold.relative else 1.0)
+    return st.sigma_own if st.sigma_own > noisy_amp_factor(st.n) * pooled else pooled
+
+
+def baseline_of(
+    p: RuleParams, good: Sequence[Sample], pooled_sigma: float | None
+) -> Baseline | None:
+    """Baseline from the last ``baseline_nights`` good samples; None if too few.
+
+    ``sigma`` is σ_pool (scaled to this amp) unless the amp's own σ exceeds it by more
+    than :func:`noisy_amp_factor`; without pooling it is the amp's own σ.
+    """
+    if len(good) < p.min_baseline_nights:
+        return None
+    last = good[-p.baseline_nights :]
+    st = _series_stats(p, [s.value for s in last], False)
+    sigma = _effective_sigma(p, st, pooled_sigma)
+    return Baseline(st.median, sigma, st.sigma_own, st.n, tuple(s.day_obs for s in last))
+
+
+def noisy_amp_factor(n: int) -> float:
+    """How much larger than the pooled σ an amp's own 1.4826·MAD of ``n`` nights must be
+    to count as a genuinely noisier amp: ≈ the 99th percentile of the corrected σ̂/σ
+    for ``n`` Gaussian samples, 1 + 3.1/√n (simulated: 1.99 for n = 10, 1.82 for 15,
+    1.67 for 20, 1.54 for 30)."""
+    return 1.0 + 3.1 / math.sqrt(max(n, 1))
+
+
+def evaluate_baseline_rule(
+    p: RuleParams,
+    subjects: Mapping[str, Subject],
+    history: Mapping[str, Sequence[Sample]],
+    today: Mapping[str, Sample],
+    day_obs: str,
+) -> list[Evaluation]:
+    """Drift or increase on one detector's series (all amps together, for pooling).
+
+    ``subjects``, ``history`` (nights before ``day_obs``, ordered) and ``today`` are keyed
+    the same (e.g. by amp). With ``per_filter`` the series are split by physical_filter
+    and each of today's values is judged against nights of its own filter. Series without
+    enough good nights are not evaluated (no evaluation returned for them).
+    """
+    if p.threshold.per_filter:
+        groups: dict[str, tuple[dict[str, list[Sample]], dict[str, Sample]]] = {}
+        for key, s in today.items():
+            groups.setdefault(s.physical_filter, ({}, {}))[1][key] = s
+        for key, samples in history.items():
+            for s in samples:
+                if s.physical_filter in groups:
+                    groups[s.physical_filter][0].setdefault(key, []).append(s)
+        out: list[Evaluation] = []
+        for hist, tod in groups.values():
+            out.extend(_evaluate_group(p, subjects, hist, tod, day_obs))
+        return out
+    return _evaluate_group(p, subjects, history, today, day_obs)
+
+
+def _evaluate_group(
+    p: RuleParams,
+    subjects: Mapping[str, Subject],
+    history: Mapping[str, Sequence[Sample]],
+    today: Mapping[str, Sample],
+    day_obs: str,
+) -> list[Evaluation]:
+    t = p.threshold
+    full = {k: list(history.get(k, ())) for k in set(history) | set(today)}
+    good, pooled = walk_baselines(p, full)
+    out = []
+    for key, s in today.items():
+        b = baseline_of(p, good.get(key, []), pooled)
+        if b is None:
+            continue
+        band = band_width(t, b.median, b.sigma, b.n)
+        firing, clear, word, limit = judge(t, s.value, b.median, band, p.clear_band)
+        out.append(
+            _evaluation(
+                p,
+                subjects[key],
+                s.value,
+                day_obs,
+                threshold=limit,
+                baseline=b.median,
+                baseline_sigma=b.sigma,
+                band=band,
+                n_baseline=b.n,
+                firing=firing,
+                clear=clear,
+                direction=word,
+                sides=_direction(t),
+                physical_filter=s.physical_filter,
+                baseline_days=b.days,
+            )
+        )
+    return out
+
+
+def evaluate_staleness(
+    expected: Iterable[Expectation],
+    present: set[tuple[str, str, str]],
+    day_obs: str,
+    detector_number: Callable[[str, str], int] | None = None,
+) -> list[Evaluation]:
+    """One evaluation per expected (instrument, detector, calib type).
+
+    ``present`` holds ``(instrument, detector_name, calib_type)`` of the day's records;
+    ``detector_number(instrument, name)`` gives the identity's detector (-1 if unknown).
+    Rule name ``stale_<calib_type>``; value = 1 if present else 0, threshold 1.
+    """
+    out: list[Evaluation] = []
+    inst_types = {(i.lower(), c) for i, _, c in present}
+    have = {(i.lower(), d, c) for i, d, c in present}
+    for e in expected:
+        targets: list[tuple[int, str]]
+        if e.detectors is None:
+            targets = [(-1, "")]
+        else:
+            targets = []
+            for name in e.detectors:
+                try:
+                    num = detector_number(e.instrument, name) if detector_number else -1
+                except (KeyError, ValueError, IndexError):
+                    num = -1
+                targets.append((num, name))
+        for num, name in targets:
+            ok = (
+                (e.instrument.lower(), e.calib_type) in inst_types
+                if not name
+                else (e.instrument.lower(), name, e.calib_type) in have
+            )
+            out.append(
+                Evaluation(
+                    rule=f"stale_{e.calib_type}",
+                    kind="staleness",
+                    metric=e.calib_type,
+                    unit="",
+                    severity=e.severity,
+                    instrument=e.instrument,
+                    detector=num,
+                    detector_name=name,
+                    amp="",
+                    value=1.0 if ok else 0.0,
+                    threshold=1.0,
+                    baseline=None,
+                    baseline_sigma=None,
+                    day_obs=day_obs,
+                    firing=not ok,
+                    clear=ok,
+                    direction="below",
+                    summary=f"Expected {e.calib_type} calibration did not arrive.",
+                    action=f"Check that the {e.calib_type} sequence was taken and ingested "
+                    "for this day_obs, then re-run calibmon on it.",
+                )
+            )
+    return out
+
+
+def max_severity(severities: Iterable[str]) -> str:
+    """The highest of ``info`` < ``warning`` < ``critical`` (``info`` when empty)."""
+    return max(severities, key=lambda s: SEVERITY_RANK.get(s, 0), default="info")

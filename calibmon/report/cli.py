@@ -1,0 +1,88 @@
+"""``calibmon report`` and ``calibmon dashboards build`` (registered into calibmon.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from calibmon.cli import EXIT_OK, _common, _day_obs, _open_store, _settings, _setup_logging, _sub
+from calibmon.errors import ConfigError
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from calibmon.report.html import write_report
+    from calibmon.store import frames
+
+    settings = _settings(args)
+    _setup_logging(args, settings)
+    if args.nights < 1:
+        raise ConfigError("--nights must be at least 1")
+    with _open_store(settings) as store:
+        day_obs = args.day_obs
+        if day_obs is None:
+            days = frames.day_obs_list(store, args.instrument)
+            if not days:
+                raise ConfigError(f"the store {settings.store_path()} holds no records")
+            day_obs = days[-1]
+        path = write_report(
+            settings,
+            store,
+            day_obs,
+            Path(args.output),
+            nights=args.nights,
+            instrument=args.instrument,
+            metrics=args.metric or None,
+        )
+    print(f"wrote {path} (day_obs {day_obs})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_dashboards_build(args: argparse.Namespace) -> int:
+    from calibmon.catalogue import load_catalogue
+    from calibmon.dashboards.build import write_all
+
+    _setup_logging(args)
+    cat = load_catalogue(args.catalogue) if args.catalogue else None
+    for p in write_all(args.output, cat, args.namespace):
+        print(p)
+    return EXIT_OK
+
+
+def register(subs) -> None:
+    """Add ``report`` and ``dashboards`` to the ``calibmon`` parser."""
+    p = _sub(
+        subs,
+        "report",
+        "write a self-contained HTML report of one day: focal-plane maps per metric, binned "
+        "combined bias/dark/flat, histograms, PTC curves, trends, alerts and a per-amp table",
+        "calibmon report --day-obs 20251121 --nights 14 -o report-20251121.html",
+        cmd_report,
+    )
+    p.add_argument("--day-obs", type=_day_obs, help="day to report (default: the latest stored)")
+    p.add_argument("--nights", type=int, default=14, help="nights shown in the trends (14)")
+    p.add_argument("--instrument", help="only this instrument (default: all that day)")
+    p.add_argument("--metric", action="append", help="only this metric (repeatable)")
+    p.add_argument("-o", "--output", required=True, help="HTML file to write")
+    _common(p)
+
+    p = _sub(
+        subs,
+        "dashboards",
+        "Grafana dashboards generated from the metric catalogue (InfluxQL on the lsst.cp schema)",
+        "calibmon dashboards build -o dashboards/",
+        lambda a: (p.print_help(), 2)[1],
+    )
+    dsubs = p.add_subparsers(dest="dashboards_command", metavar="COMMAND", parser_class=type(p))
+    b = _sub(
+        dsubs,
+        "build",
+        "write the dashboards' JSON files",
+        "calibmon dashboards build -o dashboards/",
+        cmd_dashboards_build,
+    )
+    b.add_argument("-o", "--output", help="directory (default: ./dashboards)")
+    b.add_argument("--namespace", default="lsst.cp", help="measurement prefix (lsst.cp)")
+    b.add_argument("--catalogue", help="metric catalogue directory (default: shipped metrics/)")
+    b.add_argument("--debug", action="store_true")
+    b.add_argument("-q", "--quiet", action="store_true")

@@ -1,0 +1,269 @@
+"""Plots of the HTML report (matplotlib, Agg): histograms across amps, trends over nights,
+PTC curves and residuals; and :func:`png_data_uri` to embed a figure in HTML."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from calibmon.store.frames import PtcCurve
+
+ALERT_COLOUR = "#d62728"
+VENDOR_COLOURS = {"ITL": "#1f77b4", "E2V": "#ff7f0e", "": "#7f7f7f"}
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (no timestamp in the metadata, so output is reproducible)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def png_data_uri(fig: Figure, dpi: int = 100) -> str:
+    """``data:image/png;base64,…`` of the figure, for an ``<img src>``."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi)).decode("ascii")
+
+
+def _threshold_lines(ax, thresholds: Sequence[tuple[str, float]], vertical: bool) -> None:
+    for label, t in thresholds:
+        if vertical:
+            ax.axvline(t, color=ALERT_COLOUR, ls="--", lw=1.2)
+            ax.text(
+                t,
+                0.98,
+                f" {label}",
+                transform=ax.get_xaxis_transform(),
+                color=ALERT_COLOUR,
+                fontsize=7,
+                va="top",
+                ha="left",
+                rotation=90,
+            )
+        else:
+            ax.axhline(t, color=ALERT_COLOUR, ls="--", lw=1.2)
+            ax.text(
+                0.005,
+                t,
+                f"{label} ",
+                transform=ax.get_yaxis_transform(),
+                color=ALERT_COLOUR,
+                fontsize=7,
+                va="bottom",
+                ha="left",
+            )
+
+
+def histogram_figure(
+    title: str,
+    unit: str,
+    values_by_vendor: Mapping[str, np.ndarray],
+    thresholds: Sequence[tuple[str, float]] = (),
+) -> Figure:
+    """Histogram of one metric across amps, one colour per vendor, with the median and
+    sigma_MAD (1.4826 × MAD) of all amps and the catalogue's fixed thresholds."""
+    fig = Figure(figsize=(4.6, 3.0), dpi=100)
+    ax = fig.add_axes((0.14, 0.17, 0.82, 0.66))
+    allv = np.concatenate([np.asarray(v, float) for v in values_by_vendor.values()] or [[]])
+    allv = allv[np.isfinite(allv)]
+    if allv.size:
+        lo, hi = np.percentile(allv, [0.5, 99.5])
+        for _label, t in thresholds:  # keep a nearby threshold in view
+            if lo - (hi - lo) <= t <= hi + (hi - lo):
+                lo, hi = min(lo, t), max(hi, t)
+        if hi <= lo:
+            lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
+        bins = np.linspace(lo, hi, 41 if allv.size > 60 else 16)
+        ax.hist(
+            [np.clip(np.asarray(v, float), lo, hi) for v in values_by_vendor.values()],
+            bins=bins,
+            stacked=True,
+            label=[f"{k or 'other'} ({len(v)})" for k, v in values_by_vendor.items()],
+            color=[VENDOR_COLOURS.get(k, "#7f7f7f") for k in values_by_vendor],
+        )
+        med = float(np.median(allv))
+        smad = float(1.4826 * np.median(np.abs(allv - med)))
+        ax.axvline(med, color="black", lw=1)
+        ax.set_title(f"median {med:.4g}, σ_MAD {smad:.3g}, n {allv.size}", fontsize=8)
+        ax.legend(fontsize=7, frameon=False, loc="upper right")
+        _threshold_lines(ax, [(lab, t) for lab, t in thresholds if lo <= t <= hi], vertical=True)
+    else:
+        ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(unit, fontsize=8)
+    ax.set_ylabel("amps", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10, fontweight="bold", x=0.02, ha="left")
+    return fig
+
+
+def trend_figure(
+    title: str,
+    unit: str,
+    days: Sequence[str],
+    camera_median: Sequence[float],
+    camera_sigma: Sequence[float],
+    detector_medians: Mapping[str, tuple[Sequence[str], Sequence[float]]] | None = None,
+    thresholds: Sequence[tuple[str, float]] = (),
+    highlight_day: str | None = None,
+) -> Figure:
+    """The metric's median over the last nights (band: ± sigma_MAD across amps), each
+    detector's median as a thin line (up to 20 detectors), fixed thresholds dashed red."""
+    fig = Figure(figsize=(4.6, 3.0), dpi=100)
+    ax = fig.add_axes((0.15, 0.22, 0.81, 0.62))
+    x_of = {d: i for i, d in enumerate(days)}
+    x = np.arange(len(days))
+    med = np.asarray(camera_median, float)
+    sig = np.asarray(camera_sigma, float)
+    if detector_medians and len(detector_medians) <= 20:
+        for name, (ddays, vals) in sorted(detector_medians.items()):
+            xs = [x_of[d] for d in ddays if d in x_of]
+            vs = [v for d, v in zip(ddays, vals, strict=True) if d in x_of]
+            ax.plot(xs, vs, lw=0.7, alpha=0.6, label=name)
+    ax.fill_between(x, med - sig, med + sig, color="black", alpha=0.12, lw=0)
+    ax.plot(x, med, "k.-", lw=1.5, label="all amps")
+    finite = np.concatenate(
+        [med[np.isfinite(med)], (med + sig)[np.isfinite(sig)], (med - sig)[np.isfinite(sig)]]
+    )
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        span = (hi - lo) or (abs(hi) or 1.0)
+        shown = [(lab, t) for lab, t in thresholds if lo - 2 * span <= t <= hi + 2 * span]
+        _threshold_lines(ax, shown, vertical=False)
+    if highlight_day in x_of:
+        ax.axvline(x_of[highlight_day], color="#1f77b4", alpha=0.3, lw=6)
+    step = max(1, len(days) // 8)
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels(
+        [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days[::step]], rotation=30, fontsize=7, ha="right"
+    )
+    ax.set_ylabel(unit, fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    if detector_medians and 1 < len(detector_medians) <= 8:
+        ax.legend(fontsize=6, frameon=False, ncol=3, loc="best")
+    fig.suptitle(title, fontsize=10, fontweight="bold", x=0.02, ha="left")
+    ax.set_title(f"{len(days)} night(s); band: ± σ_MAD across amps", fontsize=8)
+    return fig
+
+
+MAX_PTC_LINES = 32  # more amps: median and 5–95 % band instead of one line per amp
+
+
+def _ptc_arrays(c: PtcCurve) -> tuple[np.ndarray, ...]:
+    mu = np.asarray(c.mu_adu, float)
+    var = np.asarray(c.var_adu2, float)
+    model = np.asarray(c.model_var_adu2, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        resid = var / model - 1.0
+    return mu, var, model, np.asarray(c.used, bool), resid, np.asarray(c.residual_frac, float)
+
+
+def _ptc_bands(axes, curves: Sequence[PtcCurve]) -> None:
+    """Median and 5–95 % range over amps, in bins of mean signal, for each panel."""
+    arrays = [_ptc_arrays(c) for c in curves]
+    mu = np.concatenate([a[0] for a in arrays])
+    finite_mu = mu[np.isfinite(mu) & (mu > 0)]
+    if finite_mu.size == 0:
+        return
+    edges = np.geomspace(finite_mu.min(), finite_mu.max() * 1.0001, 31)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    panels = [
+        (
+            axes[0],
+            np.concatenate([a[1] for a in arrays]),
+            np.concatenate([a[3] for a in arrays]),
+            1,
+        ),
+        (
+            axes[1],
+            np.concatenate([a[4] for a in arrays]),
+            np.concatenate([a[3] for a in arrays]),
+            1,
+        ),
+        (axes[2], np.concatenate([a[5] for a in arrays]), np.ones(mu.size, bool), 100),
+    ]
+    idx = np.digitize(mu, edges) - 1
+    for ax, y, keep, scale in panels:
+        lo, med, hi, x = [], [], [], []
+        for i, c in enumerate(centres):
+            sel = (idx == i) & keep & np.isfinite(y)
+            if sel.sum() >= 3:
+                p5, p50, p95 = np.percentile(y[sel], [5, 50, 95])
+                lo.append(p5 * scale)
+                med.append(p50 * scale)
+                hi.append(p95 * scale)
+                x.append(c)
+        ax.fill_between(x, lo, hi, color="#1f77b4", alpha=0.25, lw=0, label="5–95 % of amps")
+        ax.plot(x, med, "-", color="#1f77b4", lw=1.5, label="median")
+    out = np.concatenate([a[1][~a[3]] for a in arrays])
+    out_mu = np.concatenate([a[0][~a[3]] for a in arrays])
+    axes[0].plot(out_mu, out, ".", ms=1, color="#7f7f7f", alpha=0.3, label="not used in the fit")
+    axes[0].legend(fontsize=6, frameon=False, loc="upper left")
+
+
+def _linearity_ylim(ax, curves: Sequence[PtcCurve]) -> None:
+    """Keep the linearity panel on the points the PTC fit used (below the turnoff): the
+    saturated points fall tens of percent and would flatten everything else."""
+    used = [
+        100 * np.asarray(c.residual_frac, float)[np.asarray(c.used, bool)]
+        for c in curves
+        if len(c.residual_frac) == len(c.used)
+    ]
+    vals = np.concatenate(used) if used else np.array([])
+    vals = vals[np.isfinite(vals)]
+    if vals.size:
+        lim = min(10.0, max(2.0, 1.3 * float(np.max(np.abs(vals)))))
+        ax.set_ylim(-lim, lim)
+
+
+def ptc_figure(curves: Sequence[PtcCurve], title: str) -> Figure:
+    """PTC of every given amp: variance vs mean with the fit (left), fit residual
+    (middle), linearity residual vs mean (right). Points left out of the fit are hollow."""
+    fig = Figure(figsize=(13.0, 3.8), dpi=100)
+    axes = [fig.add_axes((0.05 + i * 0.325, 0.14, 0.27, 0.70)) for i in range(3)]
+    many = len(curves) > MAX_PTC_LINES
+    if many:
+        _ptc_bands(axes, curves)
+    cmap = matplotlib.colormaps["tab20"]
+    for k, c in enumerate(() if many else curves):
+        colour = cmap(k % 20)
+        mu, var, model, used, resid, lin = _ptc_arrays(c)
+        order = np.argsort(mu)
+        ok = np.isfinite(mu) & np.isfinite(var) & (mu > 0) & (var > 0)
+        axes[0].plot(mu[ok & used], var[ok & used], "o", ms=2.5, color=colour, label=c.amp)
+        axes[0].plot(mu[ok & ~used], var[ok & ~used], "o", ms=3, mfc="none", color=colour)
+        good = np.isfinite(model[order]) & (model[order] > 0)
+        axes[0].plot(mu[order][good], model[order][good], "-", lw=0.8, color=colour)
+        r_ok = ok & np.isfinite(resid) & used
+        axes[1].plot(mu[r_ok], resid[r_ok], "o-", ms=2, lw=0.5, color=colour)
+        l_ok = (np.isfinite(lin) & np.isfinite(mu))[order]
+        axes[2].plot(mu[order][l_ok], 100 * lin[order][l_ok], "o-", ms=2, lw=0.6, color=colour)
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("mean signal (adu)", fontsize=8)
+    axes[0].set_ylabel("variance (adu²)", fontsize=8)
+    axes[0].set_title("photon transfer curve (hollow: not used in the fit)", fontsize=8)
+    axes[1].axhline(0, color="black", lw=0.6)
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("mean signal (adu)", fontsize=8)
+    axes[1].set_ylabel("variance / fit − 1", fontsize=8)
+    axes[1].set_title("fit residual (points used)", fontsize=8)
+    _linearity_ylim(axes[2], curves)
+    axes[2].axhspan(-1, 1, color="green", alpha=0.08, lw=0)
+    axes[2].axhline(0, color="black", lw=0.6)
+    axes[2].set_xlabel("mean signal (adu)", fontsize=8)
+    axes[2].set_ylabel("signal / linear fit − 1 (%)", fontsize=8)
+    axes[2].set_title(
+        "linearity residual (green: within 1 %; saturated points off scale)", fontsize=8
+    )
+    for ax in axes:
+        ax.tick_params(labelsize=7)
+    if not many and curves:
+        axes[0].legend(fontsize=6, ncol=2, frameon=False, loc="upper left")
+    if many:
+        axes[0].set_title(f"{len(curves)} amps: median and 5–95 % range per signal bin", fontsize=8)
+    fig.suptitle(title, fontsize=11, fontweight="bold", x=0.01, ha="left")
+    return fig
