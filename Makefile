@@ -35,7 +35,7 @@ system-deps:
 	-@$(SUDO) systemctl disable --now influxdb prometheus prometheus-alertmanager victoria-metrics >/dev/null 2>&1 || true
 
 test: system-deps install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

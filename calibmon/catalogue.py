@@ -23,7 +23,9 @@ UNITS = frozenset({"adu", "electron", "electron/s", "electron/adu", "1/electron"
 CALIB_TYPES = ("bias", "dark", "flat", "ptc", "defects", "verify")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "metrics"
+# The repository's metrics/ directory, reached through the package's ``metrics_catalogue``
+# symlink (a checkout or editable install) or the copy a wheel carries (pip install .).
+DEFAULT_DIR = Path(__file__).parent / "metrics_catalogue"
 
 
 # Placeholders a threshold's ``message`` may use (filled by the alert engine).

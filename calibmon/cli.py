@@ -58,6 +58,10 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> 
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)
+        # mkstemp creates 0600; give the file the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -296,6 +300,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         print(amp_table(list(store.iter_records(day_obs=day_obs, level="amp"))))
         report_path = workdir / f"calibmon-report-{day_obs}.html"
+        if _DEMO_REPORT_HOOKS:
+            print(f"\nreport: {report_path}")
         for hook in _DEMO_REPORT_HOOKS:
             (_import(hook) if isinstance(hook, str) else hook)(
                 settings, store, day_obs, report_path

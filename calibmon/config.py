@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -104,12 +112,24 @@ class Settings(BaseSettings):
     dashboard_url: str = "http://localhost:3000/d/calibmon-amp"
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int = Field(9120, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    jobstore: Path | None = None  # APScheduler job store (default: beside the store)
 
     @field_validator("sinks")
     @classmethod
     def _unique_sinks(cls, v: list[SinkConfig]) -> list[SinkConfig]:
         check_unique_names(v)
         return v
+
+    @model_validator(mode="after")
+    def _check_alerts(self) -> Settings:
+        """Validate ``alerts:``/``notifiers:`` now (one line naming the key), not at 3 a.m."""
+        if self.notifiers or self.alerts:
+            from calibmon.alerts.config import alerts_config
+
+            alerts_config(self)
+        return self
 
     @field_validator("nominal_gain")
     @classmethod
@@ -138,7 +158,14 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret the configuration holds (for redaction of logs and messages)."""
-        return secret_values_of(self)
+        from calibmon.sinks.config import secret_values as sink_secret_values
+
+        out = secret_values_of(self) + sink_secret_values(self.sinks)
+        if self.notifiers:
+            from calibmon.alerts.config import alerts_config
+
+            out += alerts_config(self).secret_values()
+        return out
 
     def science_hash(self) -> str:
         """Hash of the settings that change numbers (not sinks, store or secrets)."""

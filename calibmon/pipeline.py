@@ -16,6 +16,10 @@ Per-kind steps (banzai's ordered stages, kept readable in one screen)::
     dark : overscan_correct → trim → stack → −master bias → ×gain/DARKTIME → dark metrics,
            bright defects
     then : read_noise = read_noise_adu × gain (PTC today > flat today > store > nominal)
+
+With certified calibrations in ``task.calibs``, ``calibs.steps.verify_bias``/``verify_flat``/
+``verify_dark`` follow the bias, flat and dark steps and verify each exposure of the stack
+that step read (kept in ``ctx.stacks`` until then) against them (cp_verify style).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from calibmon import __version__
+from calibmon.calibs import steps as calib_steps
+from calibmon.calibs.products import CertifiedCalib
 from calibmon.catalogue import Catalogue
 from calibmon.errors import InputError
 from calibmon.io import detectors as dets
@@ -49,7 +56,7 @@ from calibmon.science import flat as flat_sci
 from calibmon.science import linearity as lin_sci
 from calibmon.science import ptc as ptc_sci
 from calibmon.science.combine import clipped_mean_stack
-from calibmon.science.isr import overscan_correct, overscan_residuals
+from calibmon.science.isr import overscan_correct_into, overscan_residuals
 from calibmon.science.robust import summary_stats
 
 # Binning of the master images kept for pictures (report mosaics): 16x16 pixels.
@@ -84,6 +91,7 @@ class AmpTask:
     frames: dict[str, tuple[Frame, ...]]  # kind -> frames (seqnum order)
     gain_hint: tuple[float, str] | None  # (e-/adu, source) from the store or nominal
     cache: FileCache | None = field(default=None, compare=False)
+    calibs: dict[str, CertifiedCalib] | None = None  # kind -> certified product (verify steps)
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ class AmpSetTask:
     amps: tuple[str, ...]
     frames: dict[str, tuple[Frame, ...]]
     gain_hints: dict[str, tuple[float, str] | None]
+    calibs: dict[str, CertifiedCalib] | None = None  # kind -> certified product (verify steps)
 
 
 class FileCache:
@@ -149,6 +158,7 @@ class AmpResult:
     images: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> binned master
     detsec: str | None = None  # the amp's DETSEC (pictures)
     ptc_curve: dict[str, list] | None = None  # PTC points and fit (plots)
+    verify: dict[str, Any] = field(default_factory=dict)  # per-exposure flat verification
     seconds: float = 0.0
 
     def put(self, metric: str, value: float, reason: str = "", **extra: Any) -> None:
@@ -200,12 +210,12 @@ def read_corrected_stack(
                 f"Segment{amp[1:]}: geometry {geom.shape} DATASEC differs from the other frames"
             )
             continue
-        trimmed, levels = overscan_correct(
-            image, geom.data_rows, geom.data_cols, geom.overscan_level_cols
-        )
         if stack is None:
-            stack = np.empty((len(frames), *trimmed.shape), dtype=np.float32)
-        stack[len(used)] = trimmed
+            stack = np.empty((len(frames), geom.n_data_rows, geom.n_data_cols), np.float32)
+        # overscan-correct and trim straight into the stack (no temporary frame)
+        levels = overscan_correct_into(
+            image, geom.data_rows, geom.data_cols, geom.overscan_level_cols, stack[len(used)]
+        )
         if hook is not None:
             hook(image, geom, levels)
         used.append(fr)
@@ -229,6 +239,8 @@ class AmpContext:
     dark_census: defects_sci.DefectCensus | None = None  # cold pixels/columns (flat)
     bright_census: defects_sci.DefectCensus | None = None  # hot pixels/columns (dark)
     data_shape: tuple[int, int] | None = None
+    # kind -> (stack, frames used), held for that kind's verify step (calibs.steps)
+    stacks: dict[str, tuple[np.ndarray, list[Frame]]] = field(default_factory=dict)
 
     def best_gain(self, task: AmpTask) -> tuple[float, str] | None:
         """Gain for ADU→electron: measured today (PTC > flat), else the store/nominal hint."""
@@ -243,6 +255,14 @@ def bin_image(image: np.ndarray, factor: int = IMAGE_BIN) -> np.ndarray:
     blocks = image[:r, :c].reshape(r // factor, factor, c // factor, factor)
     with np.errstate(invalid="ignore"):
         return np.nanmean(blocks, axis=(1, 3)).astype(np.float32)
+
+
+def _keep_for_verify(
+    task: AmpTask, ctx: AmpContext, kind: str, stack: np.ndarray, used: Sequence[Frame]
+) -> None:
+    """Hold the stack for the kind's verify step when a certified product of it is known."""
+    if task.calibs and kind in task.calibs:
+        ctx.stacks[kind] = (stack, list(used))
 
 
 def _subtract_bias(stack: np.ndarray, ctx: AmpContext) -> str:
@@ -289,6 +309,7 @@ def step_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     res.put("read_noise_adu", ctx.read_noise_adu)
     ctx.master_bias = clipped_mean_stack(stack)
     ctx.data_shape = ctx.master_bias.shape
+    _keep_for_verify(task, ctx, "bias", stack, used)
     del stack
     mean, std = bias_sci.master_bias_stats(ctx.master_bias)
     res.put("bias_mean", mean)
@@ -332,6 +353,7 @@ def step_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
             flat_sci.pair_statistics(stack[by_id[a.exposure_id]], stack[by_id[b.exposure_id]])
         )
     master = clipped_mean_stack(stack)
+    _keep_for_verify(task, ctx, "flat", stack, used)
     del stack
     ctx.data_shape = master.shape
     level = flat_sci.flat_level(master)
@@ -434,6 +456,7 @@ def step_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     for k, f in enumerate(used):
         stack[k] /= np.float32(f.darktime_s)
     rate_adu = clipped_mean_stack(stack)
+    _keep_for_verify(task, ctx, "dark", stack, used)  # adu/s, day's master bias subtracted
     del stack
     ctx.data_shape = rate_adu.shape
     rate = dark_sci.dark_current_image(rate_adu, np.zeros_like(rate_adu), 1.0, gain[0])
@@ -487,9 +510,12 @@ def step_read_noise_e(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
 
 STEPS: tuple[Callable[[AmpTask, AmpResult, AmpContext], None], ...] = (
     step_bias,
+    calib_steps.verify_bias,
     step_flat,
+    calib_steps.verify_flat,
     step_ptc,
     step_dark,
+    calib_steps.verify_dark,
     step_defects,
     step_read_noise_e,
 )
@@ -510,6 +536,7 @@ def measure_amps(task: AmpSetTask) -> list[AmpResult]:
                     task.frames,
                     task.gain_hints.get(amp),
                     cache,
+                    task.calibs,
                 )
             )
             for amp in task.amps
@@ -564,6 +591,10 @@ METRIC_KIND: dict[str, str] = {
     "ptc_gain": "ptc", "ptc_noise": "ptc", "ptc_turnoff": "ptc", "full_well": "ptc",
     "ptc_a00": "ptc", "linearity_turnoff": "ptc", "max_frac_nonlinearity": "ptc",
     "defect_fraction": "dark",
+    "verify_bias_mean": "bias", "verify_bias_noise": "bias", "verify_bias_pass": "bias",
+    "verify_dark_mean": "dark", "verify_dark_noise": "dark", "verify_dark_pass": "dark",
+    "verify_new_defects": "dark",
+    "verify_flat_scatter": "flat", "verify_flat_pass": "flat",
 }  # fmt: skip
 
 
@@ -613,15 +644,17 @@ def amp_records(
             if group is None:
                 continue
             used = res.used.get(group.key.kind, group.exposure_ids)
+            extra = dict(res.extra.get(metric, {}))
+            calibs_used = extra.pop("input_calibs", None)  # verify records name their own
             prov = Provenance(
                 run=rc.run_id,
                 exposures=used,
                 n_exposures=len(used),
                 software_version=rc.software_version,
                 config_hash=rc.config_hash,
-                input_calibs=dict(input_calibs or {}),
+                input_calibs=dict(calibs_used if calibs_used is not None else input_calibs or {}),
                 processed_at=rc.processed_at,
-                **res.extra.get(metric, {}),
+                **extra,
             )
             records.append(
                 MetricRecord(
@@ -747,7 +780,13 @@ def make_executor(kind: str, workers: int | None, dask_address: str | None = Non
                              processes=True, dashboard_address=None)
             )  # fmt: skip
         return client.get_executor()
-    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, initializer=_worker_init)
+
+
+def _worker_init() -> None:
+    """Workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process group, and the
+    parent (CLI or daemon) decides how to stop; a worker dying mid-amp would lose it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _SerialExecutor(Executor):
@@ -775,8 +814,12 @@ def run_detector_days(
     on_detector_done: Callable[[DetectorDay, list[AmpResult]], None],
     progress: Callable[[int, int], None] | None = None,
     amps_per_task: int = AMPS_PER_TASK,
+    calibs: Callable[[DetectorDay], dict[str, CertifiedCalib] | None] | None = None,
 ) -> None:
-    """Submit every amp of every detector-day; call ``on_detector_done`` as each completes."""
+    """Submit every amp of every detector-day; call ``on_detector_done`` as each completes.
+
+    ``calibs(dd)`` gives the certified products a detector-day is verified against
+    (looked up once in the main process), or None."""
     pending: dict[Any, tuple[int, tuple[str, ...]]] = {}
     results: dict[int, list[AmpResult]] = {i: [] for i in range(len(dds))}
     n_amps = {i: len(dd.amps) for i, dd in enumerate(dds)}
@@ -787,7 +830,7 @@ def run_detector_days(
             amps = dd.amps[k : k + amps_per_task]
             task = AmpSetTask(
                 dd.instrument, dd.day_obs, dd.detector_name, dd.vendor, amps, frames,
-                {a: gain_hints(dd, a) for a in amps},
+                {a: gain_hints(dd, a) for a in amps}, calibs=calibs(dd) if calibs else None,
             )  # fmt: skip
             pending[executor.submit(measure_amps, task)] = (i, amps)
     done = 0

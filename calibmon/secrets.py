@@ -29,3 +29,21 @@ def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | No
         except OSError as exc:
             raise ValueError(f"{what}: cannot read {file}: {exc.strerror}") from None
     return None
+
+
+def read_credentials(
+    username_env: str | None, password_env: str | None, password_file: Path | None
+) -> tuple[str | None, SecretStr | None]:
+    """(username, password) for basic/SMTP login, both from the environment or a file.
+
+    Raises ``ValueError`` when a named variable is missing or a password has no username.
+    """
+    user = None
+    if username_env:
+        user = os.environ.get(username_env)
+        if user is None:
+            raise ValueError(f"username_env: environment variable {username_env} is not set")
+    password = read_secret(password_env, password_file, "password")
+    if password is not None and user is None:
+        raise ValueError("a password needs a username (username_env)")
+    return user, password

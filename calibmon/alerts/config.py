@@ -66,7 +66,7 @@ from pydantic import (
 from calibmon.alerts.rules import Expectation
 from calibmon.config import KnownBad
 from calibmon.errors import ConfigError
-from calibmon.secrets import read_secret
+from calibmon.secrets import read_credentials, read_secret
 
 Severity = Literal["info", "warning", "critical"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -228,16 +228,9 @@ class EmailConfig(_NotifierBase):
     def _load_secrets(self) -> EmailConfig:
         if self.starttls and self.ssl:
             raise ValueError("choose starttls or ssl, not both")
-        if self.username_env:
-            user = os.environ.get(self.username_env)
-            if user is None:
-                raise ValueError(
-                    f"username_env: environment variable {self.username_env} is not set"
-                )
-            self._username = user
-        self._password = read_secret(self.password_env, self.password_file, "password")
-        if self._password is not None and self._username is None:
-            raise ValueError("a password needs a username (username_env)")
+        self._username, self._password = read_credentials(
+            self.username_env, self.password_env, self.password_file
+        )
         return self
 
     @property

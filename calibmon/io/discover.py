@@ -78,6 +78,13 @@ class Discovery:
     def n_skipped(self) -> int:
         return sum(self.skipped.values())
 
+    def restricted(self, detectors: Sequence[str]) -> Discovery:
+        """The groups of these detectors only; header rejections and skips are not repeated
+        (they were reported with the whole scan)."""
+        keep = set(detectors)
+        groups = [g for g in self.groups if g.key.detector_name in keep]
+        return Discovery(groups=groups, n_files=sum(len(g.exposures) for g in groups))
+
     def by_detector(self) -> dict[tuple[str, str, str], list[Group]]:
         """Groups keyed by (instrument, day_obs, detector_name): one unit of parallel work."""
         out: dict[tuple[str, str, str], list[Group]] = defaultdict(list)

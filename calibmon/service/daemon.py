@@ -66,6 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, log_format=args.log_format)
     _setup_logging(args, settings)
+    if args.metrics_port is None:
+        args.metrics_port = settings.metrics_port
+    if args.metrics_host is None:
+        args.metrics_host = settings.metrics_host
     sched_dir = args.schedules or settings.schedules_dir
     if sched_dir is None:
         raise ConfigError("no schedules: pass --schedules DIR or set schedules_dir in the config")
@@ -92,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             settings, store, jobs, metrics=metrics, input_override=args.input,
             after_run=_after_run, clock=clock, tick_seconds=args.test_tick_seconds,
             staleness_hook=alert_engine_staleness,
+            jobstore_url=f"sqlite:///{settings.jobstore}" if settings.jobstore else None,
         )  # fmt: skip
         if args.once:
             return _run_once(service, jobs)
@@ -130,7 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.info(
                 "calibmon serve: started: %d job(s) (%s), store %s, job store %s, metrics %s",
                 len(jobs), ", ".join(j.name for j in jobs), store.path,
-                jobstore_path(store.path), f"{server.url}/metrics" if server else "off",
+                settings.jobstore or jobstore_path(store.path),
+                f"{server.url}/metrics" if server else "off",
             )  # fmt: skip
             if args.test_tick_seconds or args.test_now:
                 log.warning(
@@ -253,12 +259,12 @@ def register(subs: Any) -> None:
                    "from the config)")  # fmt: skip
     p.add_argument("--input", help="raw data directory for every job, overriding the jobs' "
                    "input (may contain {day_obs})")  # fmt: skip
-    p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
-                   help=f"port of /metrics and /healthz (default {DEFAULT_METRICS_PORT}; "
-                   "0: any free port; -1: no endpoint)")  # fmt: skip
-    p.add_argument("--metrics-host", default=DEFAULT_METRICS_HOST,
-                   help=f"address to bind (default {DEFAULT_METRICS_HOST}; 0.0.0.0 in a "
-                   "container)")  # fmt: skip
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="port of /metrics and /healthz (default: metrics_port from the config, "
+                   f"{DEFAULT_METRICS_PORT}; 0: any free port; -1: no endpoint)")  # fmt: skip
+    p.add_argument("--metrics-host", default=None,
+                   help="address to bind (default: metrics_host from the config, "
+                   f"{DEFAULT_METRICS_HOST}; 0.0.0.0 in a container)")  # fmt: skip
     p.add_argument("--log-format", choices=["text", "json"],
                    help="log line format (default: log_format from the config)")  # fmt: skip
     p.add_argument("--once", action="store_true",

@@ -12,11 +12,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from calibmon.calibs import registry as calib_registry
+from calibmon.calibs.products import CertifiedCalib
+from calibmon.calibs.steps import finish_detector_verification
 from calibmon.catalogue import Catalogue, load_catalogue
 from calibmon.config import Settings
 from calibmon.errors import InputError
-from calibmon.io.discover import discover
+from calibmon.io.discover import Discovery, discover
 from calibmon.pipeline import (
     GAIN_METRICS_IN_STORE,
     IMAGE_BIN,
@@ -47,6 +51,8 @@ class RunSummary:
     n_records: int = 0
     detector_days: list[tuple[str, str, str]] = field(default_factory=list)
     not_measured: list[str] = field(default_factory=list)  # "R22_S11 C10 gain: reason"
+    # detector-days/types without a certified product (calibs.registry.MissingCertified dicts)
+    missing_certified: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     day_obs: list[str] = field(default_factory=list)
     sink_reports: list = field(default_factory=list)
@@ -91,12 +97,16 @@ def run_directory(
     progress: Callable[[int, int], None] | None = None,
     command: str = "run",
     rc: RunContext | None = None,
+    discovery: Discovery | None = None,
+    camera_summaries: bool = True,
 ) -> RunSummary:
     """Process every exposure under ``input_dir`` into ``store``.
 
     Bad files are rejected with a reason (the rest goes on); each detector-day is written
     in one transaction as soon as its amps are measured, so an interruption loses at most
-    the detector in flight.
+    the detector in flight. A caller that already scanned the directory passes
+    ``discovery`` (the scheduler scans a day once and runs it detector by detector) and
+    may leave the camera summaries to :func:`write_camera_summaries` once per day.
     """
     t0 = time.perf_counter()
     catalogue = catalogue or load_catalogue(settings.catalogue_dir)
@@ -106,10 +116,12 @@ def run_directory(
         rc.run_id, command, input_dir=str(input_dir), day_obs=day_obs,
         software_version=rc.software_version, config_hash=rc.config_hash,
     )  # fmt: skip
-    disc = discover(
+    disc = discovery or discover(
         input_dir, day_obs=day_obs, instrument=settings.instrument, detectors=detectors,
         kinds=kinds,
     )  # fmt: skip
+    if discovery is not None and detectors:
+        disc = disc.restricted(detectors)
     summary.n_files = disc.n_files
     summary.skipped = disc.skipped
     summary.n_skipped = disc.n_skipped
@@ -122,9 +134,11 @@ def run_directory(
     summary.detector_days = [(dd.instrument, dd.day_obs, dd.detector_name) for dd in dds]
     summary.day_obs = sorted({dd.day_obs for dd in dds})
     hints = gain_hint_factory(store, settings)
+    calibs = certified_calibs(store, dds, summary)
 
     def done(dd: DetectorDay, results: list[AmpResult]) -> None:
         t = time.perf_counter()
+        finish_detector_verification(results)  # flat verdicts need all amps of the detector
         for res in results:
             for path, reason in res.rejected.items():
                 if path not in rejected:
@@ -157,13 +171,14 @@ def run_directory(
 
     if dds:
         with make_executor(settings.executor, settings.workers, settings.dask_address) as ex:
-            run_detector_days(dds, ex, hints, done, progress)
-        # Camera summaries over everything stored for the touched days (other runs too).
-        for inst in sorted({dd.instrument for dd in dds}):
-            for day in summary.day_obs:
-                amp_recs = list(store.iter_records(day_obs=day, instrument=inst, level="amp"))
-                cams = camera_records(amp_recs, catalogue, rc)
-                summary.n_records += store.write_records(cams, rc.run_id)
+            run_detector_days(
+                dds, ex, hints, done, progress,
+                calibs=lambda dd: calibs.get((dd.instrument, dd.day_obs, dd.detector_name)),
+            )  # fmt: skip
+    if dds and camera_summaries:
+        summary.n_records += write_camera_summaries(
+            store, catalogue, rc, sorted({dd.instrument for dd in dds}), summary.day_obs
+        )
     summary.rejected = sorted(rejected.values(), key=lambda e: e.path)
     summary.n_rejected = len(summary.rejected)
     for err in summary.rejected:
@@ -176,9 +191,68 @@ def run_directory(
         n_rejected=summary.n_rejected,
         n_skipped=summary.n_skipped,
         n_records=summary.n_records,
-        notes={"not_measured": summary.not_measured[:500], "skipped": dict(summary.skipped)},
+        notes={
+            "not_measured": summary.not_measured[:500],
+            "skipped": dict(summary.skipped),
+            "missing_certified": summary.missing_certified,
+        },
     )
     return summary
+
+
+CalibsKey = tuple[str, str, str]  # (instrument, day_obs, detector_name)
+
+
+def certified_calibs(
+    store: Store, dds: Sequence[DetectorDay], summary: RunSummary
+) -> dict[CalibsKey, dict[str, CertifiedCalib]]:
+    """Certified products valid for each detector-day (main process), for verification.
+
+    A verified type (bias, dark, flat) present on a detector-day without a certified
+    product is logged once (WARNING), noted in ``summary.not_measured`` and listed in
+    ``summary.missing_certified`` (the run's notes), so the staleness rule can see it. An
+    instrument with no certification at all in the store is not using verification: one
+    INFO line, no warnings.
+    """
+    out: dict[CalibsKey, dict[str, CertifiedCalib]] = {}
+    quiet: set[str] = set()
+    for inst in sorted({dd.instrument for dd in dds}):
+        if not calib_registry.has_certifications(store, inst):
+            quiet.add(inst)
+            log.info("no certified calibrations for %s in the store: verification skipped "
+                     "(calibmon calibs build/certify)", inst)  # fmt: skip
+    for dd in dds:
+        if dd.instrument in quiet:
+            continue
+        flat = dd.groups.get("flat")
+        found, missing = calib_registry.certified_for_detector_day(
+            store, dd.instrument, dd.detector, dd.detector_name, dd.day_obs, dd.groups,
+            flat.key.physical_filter if flat is not None else "",
+        )  # fmt: skip
+        if found:
+            out[(dd.instrument, dd.day_obs, dd.detector_name)] = found
+        for m in missing:
+            log.warning("%s %s %s: %s", dd.instrument, dd.day_obs, dd.detector_name, m.message())
+            summary.not_measured.append(f"{dd.detector_name} verify {m.calib_type}: {m.message()}")
+            summary.missing_certified.append(m.as_dict())
+    return out
+
+
+def write_camera_summaries(
+    store: Store,
+    catalogue: Catalogue,
+    rc: RunContext,
+    instruments: Sequence[str],
+    days: Sequence[str],
+) -> int:
+    """Camera summaries over everything stored for these days (other runs too); returns
+    the number of records written."""
+    n = 0
+    for inst in instruments:
+        for day in days:
+            amp_recs = list(store.iter_records(day_obs=day, instrument=inst, level="amp"))
+            n += store.write_records(camera_records(amp_recs, catalogue, rc), rc.run_id)
+    return n
 
 
 def _enough_frames(dd: DetectorDay, settings: Settings, summary: RunSummary) -> bool:

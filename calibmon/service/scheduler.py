@@ -35,11 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from calibmon.catalogue import load_catalogue
 from calibmon.config import Settings
-from calibmon.io.discover import discover
+from calibmon.io.discover import Discovery, discover
+from calibmon.pipeline import new_run_context
 from calibmon.service.dayobs import day_obs_for, day_obs_window, previous_day_obs, shift_day_obs
 from calibmon.service.prometheus import LOCAL_SINK, CalibmonMetrics, store_opens
-from calibmon.service.run import RunSummary, run_directory
+from calibmon.service.run import RunSummary, run_directory, write_camera_summaries
 from calibmon.service.schedules import EXPECTED_EVIDENCE, JobSpec
 from calibmon.store.ledger import Ledger, evidence_present
 from calibmon.store.sqlite import Store
@@ -384,7 +386,7 @@ class Service:
                     if self.metrics is not None:
                         self.metrics.files_rejected.inc(len(header_rejected))
                 summary = self._run_unit(spec, settings, input_dir, day, inst, det, unit,
-                                         len(exposures), header_rejected, f)  # fmt: skip
+                                         len(exposures), header_rejected, f, disc)  # fmt: skip
                 if summary is not None:
                     summaries.append(summary)
                 if day not in f.day_obs:
@@ -393,7 +395,23 @@ class Service:
             # Sinks and alerts once per day_obs, over the detector-days just done (also
             # when a stop request cut the day short).
             if summaries:
+                self._camera_summaries(settings, day, summaries)
                 self._after_run(spec, settings, merge_summaries(day, summaries))
+
+    def _camera_summaries(self, settings: Settings, day: str, summaries: list[RunSummary]) -> None:
+        """Camera summaries once per day_obs, after its detector-days (not once per unit)."""
+        instruments = sorted({inst for s in summaries for inst, _, _ in s.detector_days})
+        if not instruments:
+            return
+        try:
+            catalogue = load_catalogue(settings.catalogue_dir)
+            rc = new_run_context(settings.science_hash())
+            n = write_camera_summaries(self.store, catalogue, rc, instruments, [day])
+            summaries[-1].n_records += n
+            if self.metrics is not None:
+                self.metrics.records_written.labels(sink=LOCAL_SINK).inc(n)
+        except Exception as exc:  # summaries can be recomputed; never lose the day's work
+            log.error("camera summaries for %s failed: %s", day, exc)
 
     def _after_run(self, spec: JobSpec, settings: Settings, summary: RunSummary) -> None:
         if self.after_run is None:
@@ -423,6 +441,7 @@ class Service:
         n_exposures: int,
         header_rejected: set[str],
         f: Firing,
+        disc: Discovery | None = None,
     ) -> RunSummary | None:
         if not settings.instrument:
             settings = settings.model_copy(update={"instrument": instrument})
@@ -430,6 +449,7 @@ class Service:
             summary = self.runner(
                 input_dir, settings, self.store, day_obs=day, detectors=[det],
                 kinds=list(spec.discover_kinds), command=f"serve:{spec.name}",
+                discovery=disc, camera_summaries=False,
             )  # fmt: skip
         except Exception as exc:
             f.units_failed += 1

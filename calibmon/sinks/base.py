@@ -16,10 +16,13 @@ type, built from its config by :func:`build_sink`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import requests
+
+from calibmon.errors import SinkUnavailable
 from calibmon.records import MetricRecord
 
 if TYPE_CHECKING:
@@ -52,6 +55,28 @@ class Sink(Protocol):
 def status_is_transient(status: int) -> bool:
     """True for HTTP statuses worth retrying: 5xx, 408 Request Timeout, 429 Too Many Requests."""
     return status >= 500 or status in (408, 429)
+
+
+def http_request(
+    session: requests.Session,
+    sink: str,
+    method: str,
+    url: str,
+    timeout_s: float,
+    redact: Callable[[str], str],
+    **kwargs: Any,
+) -> requests.Response:
+    """One HTTP call of a sink, with requests' errors translated at the boundary: a
+    timeout, a refused connection or any transport error is :class:`SinkUnavailable`
+    (the outbox retries later); the message is passed through ``redact``."""
+    try:
+        return session.request(method, url, timeout=timeout_s, **kwargs)
+    except requests.Timeout as exc:
+        raise SinkUnavailable(sink, redact(f"timeout after {timeout_s} s: {exc}")) from exc
+    except requests.ConnectionError as exc:
+        raise SinkUnavailable(sink, redact(f"cannot connect: {exc}")) from exc
+    except requests.RequestException as exc:
+        raise SinkUnavailable(sink, redact(f"request failed: {exc}")) from exc
 
 
 def build_sink(cfg: SinkConfig) -> Sink:

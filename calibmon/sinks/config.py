@@ -20,7 +20,6 @@ error, so a bad deployment fails at start-up, not at the first push. Unknown key
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -36,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from calibmon.secrets import read_secret
+from calibmon.secrets import read_credentials, read_secret
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _NAMESPACE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -85,16 +84,9 @@ class InfluxDB1Config(_SinkBase):
 
     @model_validator(mode="after")
     def _load_secrets(self) -> InfluxDB1Config:
-        if self.username_env:
-            user = os.environ.get(self.username_env)
-            if user is None:
-                raise ValueError(
-                    f"username_env: environment variable {self.username_env} is not set"
-                )
-            self._username = user
-        self._password = read_secret(self.password_env, self.password_file, "password")
-        if self._password is not None and self._username is None:
-            raise ValueError("a password needs a username (username_env)")
+        self._username, self._password = read_credentials(
+            self.username_env, self.password_env, self.password_file
+        )
         return self
 
     @property

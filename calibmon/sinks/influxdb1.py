@@ -19,7 +19,7 @@ import requests
 
 from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.records import MetricRecord
-from calibmon.sinks.base import Ack, status_is_transient
+from calibmon.sinks.base import Ack, http_request, status_is_transient
 from calibmon.sinks.config import InfluxDB1Config
 from calibmon.sinks.redact import redact
 from calibmon.sinks.schema import build_points
@@ -99,24 +99,11 @@ class InfluxDB1Sink:
         self._database_ready = True
 
     def _request(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        url = self._cfg.url + path
-        try:
-            return self._session.request(
-                method,
-                url,
-                auth=self._auth,
-                timeout=self._cfg.timeout_s,
-                headers={"Content-Type": "text/plain; charset=utf-8"},
-                **kwargs,  # type: ignore[arg-type]
-            )
-        except requests.Timeout as exc:
-            raise SinkUnavailable(
-                self.name, self._redact(f"timeout after {self._cfg.timeout_s} s: {exc}")
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise SinkUnavailable(self.name, self._redact(f"cannot connect: {exc}")) from exc
-        except requests.RequestException as exc:
-            raise SinkUnavailable(self.name, self._redact(f"request failed: {exc}")) from exc
+        return http_request(
+            self._session, self.name, method, self._cfg.url + path, self._cfg.timeout_s,
+            self._redact, auth=self._auth,
+            headers={"Content-Type": "text/plain; charset=utf-8"}, **kwargs,
+        )  # fmt: skip
 
     def _raise_for(self, resp: requests.Response, what: str) -> NoReturn:
         msg = self._redact(f"{what}: HTTP {resp.status_code}: {server_message(resp)}")

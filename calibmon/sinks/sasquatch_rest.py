@@ -44,7 +44,7 @@ import requests
 
 from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.records import MetricRecord
-from calibmon.sinks.base import Ack, status_is_transient
+from calibmon.sinks.base import Ack, http_request, status_is_transient
 from calibmon.sinks.config import SasquatchRestConfig
 from calibmon.sinks.influxdb1 import MAX_MESSAGE_CHARS
 from calibmon.sinks.redact import redact
@@ -222,18 +222,10 @@ class SasquatchRestSink:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {**self._auth_headers, **kwargs.pop("headers", {})}
-        try:
-            return self._session.request(
-                method, self._cfg.url + path, headers=headers, timeout=self._cfg.timeout_s, **kwargs
-            )
-        except requests.Timeout as exc:
-            raise SinkUnavailable(
-                self.name, self._redact(f"timeout after {self._cfg.timeout_s} s: {exc}")
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise SinkUnavailable(self.name, self._redact(f"cannot connect: {exc}")) from exc
-        except requests.RequestException as exc:
-            raise SinkUnavailable(self.name, self._redact(f"request failed: {exc}")) from exc
+        return http_request(
+            self._session, self.name, method, self._cfg.url + path, self._cfg.timeout_s,
+            self._redact, headers=headers, **kwargs,
+        )  # fmt: skip
 
     def _raise_for(self, resp: requests.Response, what: str) -> NoReturn:
         text = ""

@@ -438,6 +438,14 @@ class Store:
         for row in self.query(sql, params):
             yield _row_to_record(row)
 
+    def frame(self, **filters: Any):
+        """Records as a pandas DataFrame, one row per record, provenance flattened
+        (notebook API; filters: metric, calib_type, instrument, detector_name, detector,
+        amp, level, day_obs, since, until — see :func:`calibmon.store.frames.frame`)."""
+        from calibmon.store.frames import frame
+
+        return frame(self, **filters)
+
     def count_records(self) -> int:
         return int(self.query("SELECT COUNT(*) FROM records")[0][0])
 

@@ -93,3 +93,29 @@ def test_config_priority_file_env_flags(tmp_path: Path, monkeypatch: pytest.Monk
 def test_record_rejects_nan() -> None:
     with pytest.raises(ValueError):
         rec(value=float("nan"))
+
+
+def test_secrets_from_env_are_known_for_redaction(tmp_path: Path, monkeypatch) -> None:
+    cfg = tmp_path / "calibmon.yaml"
+    cfg.write_text(
+        "sinks:\n  - {name: s, type: influxdb1, url: 'http://127.0.0.1:8086',"
+        " username_env: U, password_env: P}\n"
+    )
+    monkeypatch.setenv("U", "user1")
+    monkeypatch.setenv("P", "hunter2-secret")
+    settings = load_settings(cfg)
+    assert "hunter2-secret" in settings.secret_values()
+    assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in str(settings.sinks)
+
+
+def test_log_lines_are_redacted(tmp_path: Path, monkeypatch, capsys) -> None:
+    import logging
+
+    from calibmon.logs import configure_logging
+
+    configure_logging("INFO", secrets=["hunter2-secret"])
+    logging.getLogger("calibmon.test").warning(
+        "failed http://user:hunter2-secret@h:8086/write?u=x&p=hunter2-secret"
+    )
+    err = capsys.readouterr().err
+    assert "hunter2-secret" not in err and "failed" in err

@@ -1,0 +1,15 @@
+"""Master calibration products, their certification, and daily verification against them.
+
+- ``products.py``: the product files (per-amp FITS layout), reading, writing, validation;
+  :class:`~calibmon.calibs.products.CertifiedCalib`, what the pipeline's verify steps get.
+- ``build.py``: masters (bias, dark, flat per physical_filter, defects) from one day's
+  exposures, one amp's stack at a time (``calibmon calibs build``).
+- ``registry.py``: certification of products for validity ranges and the lookup for a
+  day_obs (Butler CALIBRATION-collection semantics), missing-product reports, validity advice.
+- ``steps.py``: the verify steps of :data:`calibmon.pipeline.STEPS` (cp_verify style);
+  the statistics themselves are pure functions in :mod:`calibmon.science.verify`.
+- ``cli.py``: ``calibmon calibs build|certify|list|validity|import``.
+
+This package's ``__init__`` imports nothing: :mod:`calibmon.pipeline` imports
+``calibs.steps`` while ``calibs.build`` imports the pipeline.
+"""

@@ -1,0 +1,260 @@
+"""``calibmon calibs``: build, certify, list, check and import master calibrations.
+
+``register(subparsers)`` adds the command group to the main parser (``calibmon.cli``
+calls every registrar in ``_REGISTRARS``)::
+
+    calibmon calibs build --calib-type bias --input DIR --day-obs 20251101 [--detectors ...]
+    calibmon calibs certify ID --begin 2025-11-01 [--end 2025-12-01]
+    calibmon calibs list [--calib-type bias] [--all]
+    calibmon calibs validity ID
+    calibmon calibs import FILE
+
+Exit codes as everywhere (``calibmon.cli``): 0 done, 1 an input was wrong (unknown id,
+unusable product file, frames rejected or a detector not built), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from calibmon.errors import CalibError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _cli():
+    import calibmon.cli as cli
+
+    return cli
+
+
+def _date(text: str) -> str:
+    from calibmon.calibs.registry import to_iso_date
+
+    try:
+        return to_iso_date(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _open(args: argparse.Namespace):
+    cli = _cli()
+    settings = cli._settings(args)
+    cli._setup_logging(args, settings)
+    return settings, cli._open_store(settings)
+
+
+# --------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------
+def cmd_build(args: argparse.Namespace) -> int:
+    from calibmon.calibs.build import build_calibs
+
+    cli = _cli()
+    if not Path(args.input).exists():
+        raise ConfigError(f"--input {args.input} does not exist")
+    settings, store = _open(args)
+    with store:
+        summary = build_calibs(
+            args.input, args.calib_type, args.day_obs, settings, store,
+            detectors=args.detectors, output_dir=args.output_dir,
+        )  # fmt: skip
+    for p in summary.products:
+        print(p.id)
+    for err in summary.rejected:
+        print(str(err), file=sys.stderr)
+    for line in summary.problems:
+        print(f"not built: {line}", file=sys.stderr)
+    return cli.EXIT_OK if summary.ok else cli.EXIT_REJECTED
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from calibmon.calibs import registry
+    from calibmon.store import calibs as db
+
+    _, store = _open(args)
+    with store:
+        row = registry.certify(store, args.id, args.begin, args.end)
+        p = row.product
+        others = [
+            c for c in db.list_certifications(
+                store, calib_type=p.calib_type, instrument=p.instrument,
+                detector_name=p.detector_name,
+            )
+            if c.cert_id != row.cert_id and c.product.physical_filter == p.physical_filter
+            and _overlap(c.begin_date, c.end_date, row.begin_date, row.end_date)
+        ]  # fmt: skip
+    print(f"certified {registry.format_association(row)}")
+    for c in others:
+        print(
+            f"  overlaps {registry.format_range(c.begin_date, c.end_date)} {c.product.id}: "
+            "this certification wins where they overlap"
+        )
+    return _cli().EXIT_OK
+
+
+def _overlap(b1: str, e1: str | None, b2: str, e2: str | None) -> bool:
+    return (e1 is None or b2 < e1) and (e2 is None or b1 < e2)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from calibmon.calibs import registry
+    from calibmon.store import calibs as db
+
+    _, store = _open(args)
+    with store:
+        certs = db.list_certifications(store, calib_type=args.calib_type)
+        products = db.list_products(store, calib_type=args.calib_type) if args.all else []
+    for c in certs:
+        print(registry.format_association(c))
+    certified = {c.product.id for c in certs}
+    for p in products:
+        if p.id not in certified:
+            filt = f" {p.physical_filter}" if p.physical_filter else ""
+            print(f"[not certified] {p.id} {p.source_run or '-'} {p.calib_type} {p.instrument} "
+                  f"{p.detector_name}{filt} (built from {p.day_obs})")  # fmt: skip
+    if not certs and not products:
+        print(
+            "no certified calibrations" + (f" of type {args.calib_type}" if args.calib_type else "")
+        )
+    return _cli().EXIT_OK
+
+
+def cmd_validity(args: argparse.Namespace) -> int:
+    from calibmon.calibs import registry
+    from calibmon.catalogue import load_catalogue
+    from calibmon.science.verify import NEW_DEFECT_PIXELS_ALLOWED
+
+    settings, store = _open(args)
+    catalogue = load_catalogue(settings.catalogue_dir)
+    with store:
+        product = registry.resolve_product(store, args.id)
+        metric = registry.PASS_METRIC[product.calib_type]
+        low = next((t.low for t in catalogue[metric].thresholds
+                    if t.kind == "fixed" and t.low is not None), 0.5) if metric in catalogue else 0.5  # fmt: skip
+        v = registry.validity(store, product.id, pass_fraction=low,
+                              max_new_defects=NEW_DEFECT_PIXELS_ALLOWED)  # fmt: skip
+    for line in v.lines():
+        print(line)
+    return _cli().EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from calibmon.calibs import registry
+    from calibmon.calibs.build import default_calib_dir
+    from calibmon.calibs.products import read_header, validate_product
+    from calibmon.store import calibs as db
+    from calibmon.store.sqlite import utc_now_iso
+
+    src = Path(args.file)
+    if not src.is_file():
+        raise CalibError(f"{src}: no such file")
+    _, store = _open(args)
+    with store:
+        first = read_header(src)
+        header, shape = validate_product(
+            src, registry.known_shapes(store, first.instrument, first.detector_name)
+        )
+        pid = header.calib_id or str(uuid.uuid4())
+        if db.get_product(store, pid) is not None:
+            raise CalibError(f"{src}: CALIB_ID {pid} is already registered")
+        out_dir = (
+            Path(args.output_dir) if args.output_dir else default_calib_dir(store)
+        ) / "imported"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dest = out_dir / f"{pid[:8]}_{src.name}"
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(src, tmp)
+        if not header.calib_id:
+            _set_calib_id(tmp, pid)
+        os.replace(tmp, dest)
+        meta: dict[str, Any] = {
+            "vendor": header.vendor, "n_exposures": len(header.exposures),
+            "exposures": header.exposures, "software_version": header.software_version,
+            "config_hash": header.config_hash, "amp_shape": list(shape),
+            "imported_from": str(src.resolve()),
+        }  # fmt: skip
+        db.insert_product(store, db.ProductRow(
+            id=pid, calib_type=header.calib_type, instrument=header.instrument,
+            detector=header.detector, detector_name=header.detector_name,
+            physical_filter=header.physical_filter, day_obs=header.day_obs,
+            path=str(dest.resolve()), source_run="import", created_at=utc_now_iso(), meta=meta,
+        ))  # fmt: skip
+    print(pid)
+    return _cli().EXIT_OK
+
+
+def _set_calib_id(path: Path, pid: str) -> None:
+    import fitsio
+
+    with fitsio.FITS(str(path), "rw") as f:
+        f[0].write_key("CALIB_ID", pid, comment="calibmon product id (UUID), set on import")
+
+
+# --------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------
+def register(subparsers: Any) -> None:
+    """Add ``calibmon calibs`` and its actions to the main parser's sub-commands."""
+    cli = _cli()
+    _common, _sub = cli._common, cli._sub
+    p = _sub(subparsers, "calibs", "master calibrations: build them from a day's exposures, "
+             "certify them for a validity range, list, import, and see how long they verified",
+             "calibmon calibs list --calib-type bias", _no_action)  # fmt: skip
+    p.set_defaults(_calibs_parser=p)
+    actions = p.add_subparsers(dest="calibs_action", metavar="ACTION", parser_class=type(p))
+
+    a = _sub(actions, "build", "build master calibration products (per-amp FITS) from one "
+             "day's exposures and register them; prints the id of each product, one a line",
+             "calibmon calibs build --calib-type bias --input /data/raw --day-obs 20251101 "
+             "--store cm.sqlite", cmd_build)  # fmt: skip
+    a.add_argument("--calib-type", required=True, choices=["bias", "dark", "flat", "defects"])
+    a.add_argument("--input", required=True, help="directory searched for raw *.fits / *.fits.fz")
+    a.add_argument("--day-obs", type=cli._day_obs, required=True, help="day_obs of the inputs")
+    a.add_argument("--detectors", type=cli._detectors, help="only these detectors (R22_S11,...)")
+    a.add_argument(
+        "--output-dir", help="where product files go (default: calibs/ beside the store)"
+    )
+    _common(a)
+
+    a = _sub(actions, "certify", "certify a product for the validity range [BEGIN, END) of "
+             "day_obs dates (end exclusive, open-ended without --end); where ranges overlap "
+             "the most recent certification wins",
+             "calibmon calibs certify 3f2a9c1e-... --begin 2025-11-01 --end 2025-12-01",
+             cmd_certify)  # fmt: skip
+    a.add_argument("id", help="product id (or a unique prefix of at least 6 characters)")
+    a.add_argument("--begin", type=_date, required=True, help="first valid day, YYYY-MM-DD")
+    a.add_argument("--end", type=_date, help="first day no longer valid, YYYY-MM-DD")
+    _common(a)
+
+    a = _sub(actions, "list", "list certifications as '[begin, end) id source-run type "
+             "instrument detector [filter]'", "calibmon calibs list --calib-type flat",
+             cmd_list)  # fmt: skip
+    a.add_argument("--calib-type", choices=["bias", "dark", "flat", "defects"])
+    a.add_argument("--all", action="store_true", help="also products never certified")
+    _common(a)
+
+    a = _sub(actions, "validity", "per detector (and failing amp), the day_obs range over "
+             "which verification against a product passed and the first day it failed",
+             "calibmon calibs validity 3f2a9c1e", cmd_validity)  # fmt: skip
+    a.add_argument("id", help="product id (or a unique prefix of at least 6 characters)")
+    _common(a)
+
+    a = _sub(actions, "import", "register an externally built product of calibmon's per-amp "
+             "layout after checking it (every amp HDU present, trimmed shape of its geometry); "
+             "prints its id", "calibmon calibs import bias_R22_S11.fits", cmd_import)  # fmt: skip
+    a.add_argument("file", help="product FITS file")
+    a.add_argument("--output-dir", help="where the copy goes (default: calibs/ beside the store)")
+    _common(a)
+
+
+def _no_action(args: argparse.Namespace) -> int:
+    args._calibs_parser.print_help()
+    return _cli().EXIT_USAGE

@@ -1,0 +1,354 @@
+"""The pipeline's verify steps: each day's exposures against the certified products.
+
+``verify_bias``, ``verify_flat`` and ``verify_dark`` are steps of
+:data:`calibmon.pipeline.STEPS` (signature ``(task, res, ctx)``), each run right after
+the step that read the kind's stack: that step leaves the stack in ``ctx.stacks`` when
+``task.calibs`` holds a certified product of its kind, and the verify step takes it
+from there — the raws are read once. The certified products arrive in ``task.calibs``
+(looked up in the main process, :func:`calibmon.calibs.registry.certified_for_detector_day`);
+each step reads its amp's HDU of the product file. With no product of a kind the step
+does nothing (the run reports the missing product once per detector and type).
+
+The residual images, by kind (all overscan corrected and trimmed, as the pipeline's
+stacks are):
+
+- bias: ``exposure − certified master bias`` (adu);
+- dark: ``(exposure − the day's master bias) × gain / DARKTIME − certified master dark``
+  (electron/s), with the gain recorded in the certified dark so that master and frame
+  are scaled alike; the day's own master bias is subtracted (as the pipeline's dark step
+  does), so a bias problem is reported by the bias verification and not twice. Without
+  a bias of the day the certified bias is used;
+- flat: ``(exposure − the day's master bias) × gain / certified flat`` (electrons; the
+  flat is normalised per detector, so amps keep their relative response).
+
+Flat verdicts need every amp of the detector (the detector scatter and each amp's level
+against the detector median), so the flat step leaves its per-exposure numbers in
+``res.verify["flat"]`` and :func:`finish_detector_verification` (main process, once all
+amps of a detector-day are back) turns them into records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from calibmon.calibs.products import AmpPlane, CertifiedCalib, amp_float, read_amp
+from calibmon.errors import CalibError
+from calibmon.science import defects as defects_sci
+from calibmon.science import verify as vsci
+
+if TYPE_CHECKING:  # pragma: no cover
+    from calibmon.pipeline import AmpContext, AmpResult, AmpTask
+
+BIAS_METRICS = ("verify_bias_mean", "verify_bias_noise", "verify_bias_pass")
+DARK_METRICS = ("verify_dark_mean", "verify_dark_noise", "verify_dark_pass")
+FLAT_METRICS = ("verify_flat_scatter", "verify_flat_pass")
+
+
+def _calib(task: AmpTask, kind: str) -> CertifiedCalib | None:
+    return (task.calibs or {}).get(kind)
+
+
+def _read(cal: CertifiedCalib, amp: str, shape: tuple[int, ...]) -> AmpPlane:
+    """The product's plane of ``amp``, checked against the exposures' trimmed shape."""
+    plane = read_amp(cal.path, amp)
+    if plane.image.shape != tuple(shape):
+        raise CalibError(
+            f"certified {cal.calib_type} {cal.product_id} has amp shape {plane.image.shape}, "
+            f"the exposures {tuple(shape)}"
+        )
+    return plane
+
+
+def _defect_mask(task: AmpTask, shape: tuple[int, ...]) -> tuple[np.ndarray | None, dict]:
+    """Certified defects of the amp (True = bad) and their input_calibs entry, if any."""
+    cal = _calib(task, "defects")
+    if cal is None:
+        return None, {}
+    try:
+        return _read(cal, task.amp, shape).image.astype(bool), {"defects": cal.provenance()}
+    except CalibError:
+        return None, {}
+
+
+def _count(plane: AmpPlane, key: str, fallback: int = 0) -> int:
+    """An integer per-amp key (frame counts); ``fallback`` when absent."""
+    v = amp_float(plane, key)
+    return int(v) if math.isfinite(v) else int(fallback)
+
+
+def _nan_all(res: AmpResult, metrics: Sequence[str], reason: str) -> None:
+    for m in metrics:
+        res.put(m, math.nan, reason)
+
+
+def _median(values: Sequence[float]) -> float:
+    v = [x for x in values if math.isfinite(x)]
+    return float(np.median(v)) if v else math.nan
+
+
+def _failures(checks: Sequence[vsci.ExposureCheck]) -> dict[str, Any]:
+    """Provenance of a pass fraction: the failing exposures and tests (short)."""
+    failed = {str(c.exposure_id): ",".join(c.failed_tests) for c in checks if not c.passed}
+    tests = sorted({t for c in checks for t in c.failed_tests})
+    return {"n_checked": len(checks), "failed_tests": ",".join(tests),
+            "failed_exposures": failed}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# bias
+# --------------------------------------------------------------------------------------
+def verify_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
+    """DMTN-101 4.2/4.3 + STRUCTURE of each bias against the certified master bias."""
+    held = ctx.stacks.pop("bias", None)
+    cal = _calib(task, "bias")
+    if cal is None or held is None:
+        return
+    stack, used = held
+    if not used:
+        return
+    try:
+        plane = _read(cal, task.amp, stack.shape[1:])
+    except CalibError as err:
+        _nan_all(res, BIAS_METRICS, str(err))
+        return
+    bad, def_prov = _defect_mask(task, stack.shape[1:])
+    n_master = _count(plane, "NFRAMES", cal.n_exposures)
+    frame_noise = amp_float(plane, "FRMNOISE")
+    master_noise = amp_float(plane, "MNOISE")
+    if not math.isfinite(master_noise):  # an imported bias: assume a plain mean of N
+        master_noise = vsci.master_noise(frame_noise, n_master, 1.0)
+    expected = vsci.bias_expected_noise_adu(frame_noise, master_noise)
+    checks = [
+        vsci.verify_bias_exposure(stack[k] - plane.image, expected, fr.exposure_id, bad)
+        for k, fr in enumerate(used)
+    ]
+    prov = {"input_calibs": {"bias": cal.provenance(), **def_prov}}
+    note = "" if math.isfinite(expected) else "certified bias has no FRMNOISE: NOISE not tested"
+    res.put("verify_bias_mean", _median([c.mean for c in checks]), "no usable pixels", **prov)
+    res.put(
+        "verify_bias_noise", _median([c.noise for c in checks]), "no usable pixels",
+        noise_expected_adu=expected, certified_frame_noise_adu=frame_noise,
+        certified_master_noise_adu=master_noise, n_master=n_master, **prov,
+    )  # fmt: skip
+    res.put(
+        "verify_bias_pass", vsci.pass_fraction(checks), "no exposure checked",
+        noise_tolerance=vsci.NOISE_TOLERANCE, structure_nsigma=vsci.STRUCTURE_NSIGMA,
+        max_structure_nsigma=max(
+            (max(c.detail.get("column_nsigma", 0.0), c.detail.get("row_nsigma", 0.0))
+             for c in checks), default=math.nan,
+        ),
+        **({"note": note} if note else {}), **_failures(checks), **prov,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# dark
+# --------------------------------------------------------------------------------------
+def verify_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
+    """New defects, then DMTN-101 5.2/5.3 of each dark against the certified master dark."""
+    held = ctx.stacks.pop("dark", None)
+    cal = _calib(task, "dark")
+    cal_def = _calib(task, "defects")
+    if cal is None and cal_def is None:
+        return
+    shape = held[0].shape[1:] if held is not None else (
+        ctx.bright_census.pixel_mask.shape if ctx.bright_census is not None else None
+    )  # fmt: skip
+    if shape is None:
+        return
+    plane: AmpPlane | None = None
+    plane_err = ""
+    if cal is not None:
+        try:
+            plane = _read(cal, task.amp, shape)
+        except CalibError as err:
+            plane_err = str(err)
+    bad, def_prov = _defect_mask(task, shape)
+    n_new, day_ok = _new_defects(task, res, ctx, plane, cal, bad, def_prov)
+    if cal is None or held is None:
+        return
+    if plane is None:
+        _nan_all(res, DARK_METRICS, plane_err)
+        return
+    stack, used = held
+    prov: dict[str, Any] = {"input_calibs": {"dark": cal.provenance(), **def_prov}}
+    gain = amp_float(plane, "GAIN")
+    if not (math.isfinite(gain) and gain > 0):
+        _nan_all(res, DARK_METRICS, f"certified dark {cal.product_id} has no GAIN")
+        return
+    fn, dmean = amp_float(plane, "FRMNOISE"), amp_float(plane, "DARKMEAN")
+    t_b, n_d = amp_float(plane, "DARKTIME"), _count(plane, "NFRAMES", cal.n_exposures)
+    read_noise_e = vsci.dark_read_noise_e(fn, dmean, t_b)
+    master_noise = amp_float(plane, "MNOISE")
+    if not math.isfinite(master_noise):  # an imported dark: assume plain means
+        n_b = max(_count(plane, "NBIAS"), 1)
+        master_noise = vsci.dark_master_noise_e_per_s(
+            fn, n_d, t_b, read_noise_e / math.sqrt(n_b), 1.0
+        )
+    bias_subtracted = ctx.master_bias is not None and ctx.master_bias.shape == stack.shape[1:]
+    if bias_subtracted:
+        # the day's master bias, with the certified read noise (not today's: an increase
+        # must show) and the combine's noise factor for its frame count
+        n_bias_today = len(res.used.get("bias", ()))
+        bias_noise_e = vsci.master_noise(read_noise_e, n_bias_today)
+        bias_note = f"day's master bias ({n_bias_today} frames)"
+    else:
+        cal_bias = _calib(task, "bias")
+        if cal_bias is None:
+            _nan_all(res, DARK_METRICS, "no bias of the day and no certified bias to subtract")
+            return
+        try:
+            bias_plane = _read(cal_bias, task.amp, shape)
+        except CalibError as err:
+            _nan_all(res, DARK_METRICS, str(err))
+            return
+        for k, fr in enumerate(used):  # the stack is in adu/s (step_dark divided it)
+            stack[k] -= bias_plane.image / np.float32(fr.darktime_s)
+        bias_noise_adu = amp_float(bias_plane, "MNOISE")
+        if not math.isfinite(bias_noise_adu):
+            bias_noise_adu = vsci.master_noise(
+                amp_float(bias_plane, "FRMNOISE"),
+                _count(bias_plane, "NFRAMES", cal_bias.n_exposures), 1.0,
+            )  # fmt: skip
+        bias_noise_e = bias_noise_adu * gain
+        prov["input_calibs"]["bias"] = cal_bias.provenance()
+        bias_note = f"certified bias {cal_bias.product_id}"
+    checks = []
+    for k, fr in enumerate(used):
+        resid = stack[k] * np.float32(gain)
+        resid -= plane.image
+        expected = vsci.dark_expected_noise_e(fn, dmean, t_b, master_noise, fr.darktime_s,
+                                              bias_noise_e)  # fmt: skip
+        checks.append(vsci.verify_dark_exposure(resid, fr.darktime_s, expected,
+                                                fr.exposure_id, bad))  # fmt: skip
+    extra = {"gain_e_per_adu": gain, "bias_subtracted": bias_note}
+    res.put("verify_dark_mean", _median([c.mean for c in checks]), "no usable pixels",
+            **extra, **prov)  # fmt: skip
+    res.put(
+        "verify_dark_noise", _median([c.noise for c in checks]), "no usable pixels",
+        noise_expected_e=_median([c.expected_noise for c in checks]), **extra, **prov,
+    )  # fmt: skip
+    fail = _failures(checks)
+    if not day_ok:
+        fail["failed_tests"] = ",".join(sorted({*filter(None, fail["failed_tests"].split(",")),
+                                                 "NEW_DEFECTS"}))  # fmt: skip
+    res.put(
+        "verify_dark_pass", vsci.pass_fraction(checks, day_ok), "no exposure checked",
+        noise_tolerance=vsci.NOISE_TOLERANCE, new_defects=n_new,
+        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, **fail, **prov,
+    )  # fmt: skip
+
+
+def _new_defects(
+    task: AmpTask,
+    res: AmpResult,
+    ctx: AmpContext,
+    dark_plane: AmpPlane | None,
+    cal_dark: CertifiedCalib | None,
+    defect_mask: np.ndarray | None,
+    def_prov: dict,
+) -> tuple[float, bool]:
+    """``verify_new_defects``: the day's hot pixels/columns not in the certified defects.
+
+    The reference is the certified defects product; without one, the hot pixels found
+    (same cp_pipe thresholds) in the certified master dark. Returns (count, day_ok).
+    """
+    census = ctx.bright_census
+    if census is None:
+        return math.nan, True
+    if defect_mask is not None:
+        ref, prov, source = defect_mask, def_prov, "certified defects"
+    elif dark_plane is not None and cal_dark is not None:
+        ref = defects_sci.find_bright_defects(dark_plane.image).pixel_mask
+        prov, source = {"dark": cal_dark.provenance()}, "hot pixels of the certified dark"
+    else:
+        return math.nan, True
+    if not census.measured:
+        res.put("verify_new_defects", math.nan, census.reason or "no defect census of the day")
+        return math.nan, True
+    n_new = vsci.count_new_defects(census.pixel_mask, ref)
+    new_cols = vsci.new_defect_columns(census.column_indices, ref)
+    res.put(
+        "verify_new_defects", n_new, "", reference=source, new_columns=new_cols,
+        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, input_calibs=prov,
+    )  # fmt: skip
+    return float(n_new), n_new <= vsci.NEW_DEFECT_PIXELS_ALLOWED
+
+
+# --------------------------------------------------------------------------------------
+# flat
+# --------------------------------------------------------------------------------------
+def verify_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
+    """Per-exposure ratio statistics of each flat / certified flat (verdicts per detector)."""
+    held = ctx.stacks.pop("flat", None)
+    cal = _calib(task, "flat")
+    if cal is None or held is None:
+        return
+    stack, used = held
+    if not used:
+        return
+    try:
+        plane = _read(cal, task.amp, stack.shape[1:])
+    except CalibError as err:
+        _nan_all(res, FLAT_METRICS, str(err))
+        return
+    gain = amp_float(plane, "GAIN")
+    if not (math.isfinite(gain) and gain > 0):
+        _nan_all(res, FLAT_METRICS, f"certified flat {cal.product_id} has no GAIN")
+        return
+    bad, def_prov = _defect_mask(task, stack.shape[1:])
+    master = plane.image
+    unusable = ~(np.isfinite(master) & (master > 0))
+    bad = unusable if bad is None else (bad | unusable)
+    safe = np.where(unusable, np.float32(1.0), master)
+    level = amp_float(plane, "AMPMEAN")
+    pair_var, signal = amp_float(plane, "PAIRVAR"), amp_float(plane, "SIGNAL")
+    master_rel = amp_float(plane, "MNOISE")
+    if not math.isfinite(master_rel) and signal > 0:  # an imported flat: a plain mean of N
+        master_rel = math.sqrt(pair_var / max(_count(plane, "NFRAMES", cal.n_exposures), 1))
+        master_rel /= signal
+    exps = []
+    for k, fr in enumerate(used):
+        ratio = stack[k] * np.float32(gain)
+        ratio /= safe
+        mean_e, scatter = vsci.flat_exposure_stats(ratio, bad)
+        expected = vsci.flat_expected_scatter(
+            mean_e, level, pair_var, signal, amp_float(plane, "RDNOISE"), master_rel
+        )
+        exps.append(vsci.FlatExposure(fr.exposure_id, mean_e, scatter, expected))
+    res.verify["flat"] = exps
+    res.verify["flat_provenance"] = {
+        "input_calibs": {"flat": cal.provenance(), **def_prov}, "gain_e_per_adu": gain,
+    }  # fmt: skip
+
+
+def finish_detector_verification(results: Sequence[AmpResult]) -> None:
+    """Detector-level flat tests over all amps of one detector-day (main process).
+
+    Puts ``verify_flat_scatter`` and ``verify_flat_pass`` into each amp's result.
+    """
+    per_amp = {r.amp: r.verify["flat"] for r in results if r.verify.get("flat")}
+    if not per_amp:
+        return
+    verdicts = vsci.finish_flat_verification(per_amp)
+    for r in results:
+        v = verdicts.get(r.amp)
+        if v is None:
+            continue
+        prov = dict(r.verify.get("flat_provenance", {}))
+        expected = _median([c.expected_noise for c in v.checks])
+        r.put("verify_flat_scatter", v.scatter, "no usable pixels",
+              scatter_expected=expected, **prov)  # fmt: skip
+        r.put(
+            "verify_flat_pass", v.pass_fraction, "no exposure checked",
+            noise_tolerance=vsci.FLAT_NOISE_TOLERANCE,
+            level_tolerance=vsci.FLAT_AMP_LEVEL_TOLERANCE,
+            detector_scatter_max=vsci.FLAT_DETECTOR_SCATTER_MAX,
+            level_deviation=_median([c.detail.get("level_deviation", math.nan)
+                                     for c in v.checks]),
+            **_failures(v.checks), **prov,
+        )  # fmt: skip
