@@ -203,10 +203,20 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _row_to_record(row: sqlite3.Row) -> MetricRecord:
+def _row_to_record(row: sqlite3.Row, cache: dict[str, Any] | None = None) -> MetricRecord:
+    """A stored row as a record. Rows were validated when written, so the models are
+    built with ``model_construct`` (no re-validation: ~5x faster, which matters when the
+    outbox streams a full LSSTCam day of ~10⁵ records); identical provenance JSON (the
+    metrics of one amp and kind) is parsed once per call through ``cache``."""
     det = row["detector"]
-    stats = json.loads(row["stats"]) if row["stats"] else None
-    return MetricRecord(
+    stats = row["stats"]
+    prov_json = row["provenance"]
+    prov = cache.get(prov_json) if cache is not None else None
+    if prov is None:
+        prov = Provenance.model_construct(**json.loads(prov_json))
+        if cache is not None:
+            cache[prov_json] = prov
+    return MetricRecord.model_construct(
         metric=row["metric"],
         value=row["value"],
         unit=row["unit"],
@@ -220,8 +230,8 @@ def _row_to_record(row: sqlite3.Row) -> MetricRecord:
         physical_filter=row["physical_filter"],
         vendor=row["vendor"],
         timestamp=row["timestamp"],
-        provenance=Provenance.model_validate(json.loads(row["provenance"])),
-        stats=Stats.model_validate(stats) if stats else None,
+        provenance=prov,
+        stats=Stats.model_construct(**json.loads(stats)) if stats else None,
     )
 
 
@@ -435,8 +445,9 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY day_obs, metric, instrument, detector, amp, timestamp"
+        cache: dict[str, Any] = {}
         for row in self.query(sql, params):
-            yield _row_to_record(row)
+            yield _row_to_record(row, cache)
 
     def frame(self, **filters: Any):
         """Records as a pandas DataFrame, one row per record, provenance flattened
@@ -557,7 +568,8 @@ class Store:
         """Records not yet acknowledged by ``sink``: (seq, record), in seq order."""
         cursor = self.sink_cursor(sink) if after_seq is None else after_seq
         rows = self.query("SELECT * FROM records WHERE seq>? ORDER BY seq LIMIT ?", (cursor, limit))
-        return [(int(r["seq"]), _row_to_record(r)) for r in rows]
+        cache: dict[str, Any] = {}
+        return [(int(r["seq"]), _row_to_record(r, cache)) for r in rows]
 
     def pending_count(self, sink: str) -> int:
         cursor = self.sink_cursor(sink)
