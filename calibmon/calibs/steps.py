@@ -98,23 +98,36 @@ def _failures(checks: Sequence[vsci.ExposureCheck]) -> dict[str, Any]:
             "failed_exposures": failed}  # fmt: skip
 
 
+def _held_with_reference(
+    task: AmpTask, res: AmpResult, ctx: AmpContext, kind: str, metrics: Sequence[str]
+) -> tuple[np.ndarray, list, CertifiedCalib, AmpPlane] | None:
+    """The stack the ``kind`` step kept for verification and the certified product's plane
+    for this amp; None when there is nothing to verify (an unreadable product sets the
+    metrics NaN with the reason)."""
+    held = ctx.stacks.pop(kind, None)
+    cal = _calib(task, kind)
+    if cal is None or held is None:
+        return None
+    stack, used = held
+    if not used:
+        return None
+    try:
+        plane = _read(cal, task.amp, stack.shape[1:])
+    except CalibError as err:
+        _nan_all(res, metrics, str(err))
+        return None
+    return stack, used, cal, plane
+
+
 # --------------------------------------------------------------------------------------
 # bias
 # --------------------------------------------------------------------------------------
 def verify_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     """DMTN-101 4.2/4.3 + STRUCTURE of each bias against the certified master bias."""
-    held = ctx.stacks.pop("bias", None)
-    cal = _calib(task, "bias")
-    if cal is None or held is None:
+    got = _held_with_reference(task, res, ctx, "bias", BIAS_METRICS)
+    if got is None:
         return
-    stack, used = held
-    if not used:
-        return
-    try:
-        plane = _read(cal, task.amp, stack.shape[1:])
-    except CalibError as err:
-        _nan_all(res, BIAS_METRICS, str(err))
-        return
+    stack, used, cal, plane = got
     bad, def_prov = _defect_mask(task, stack.shape[1:])
     n_master = _count(plane, "NFRAMES", cal.n_exposures)
     frame_noise = amp_float(plane, "FRMNOISE")
@@ -284,18 +297,10 @@ def _new_defects(
 # --------------------------------------------------------------------------------------
 def verify_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     """Per-exposure ratio statistics of each flat / certified flat (verdicts per detector)."""
-    held = ctx.stacks.pop("flat", None)
-    cal = _calib(task, "flat")
-    if cal is None or held is None:
+    got = _held_with_reference(task, res, ctx, "flat", FLAT_METRICS)
+    if got is None:
         return
-    stack, used = held
-    if not used:
-        return
-    try:
-        plane = _read(cal, task.amp, stack.shape[1:])
-    except CalibError as err:
-        _nan_all(res, FLAT_METRICS, str(err))
-        return
+    stack, used, cal, plane = got
     gain = amp_float(plane, "GAIN")
     if not (math.isfinite(gain) and gain > 0):
         _nan_all(res, FLAT_METRICS, f"certified flat {cal.product_id} has no GAIN")
