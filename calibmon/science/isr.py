@@ -16,6 +16,8 @@ from calibmon.science.robust import SIGMA_PER_MAD
 # Outlier rejection of the per-row overscan level: a pixel further than this many
 # robust σ from the row's median is left out before the row median is taken again.
 OVERSCAN_CLIP_NSIGMA = 3.0
+# Rows sampled for the amp-wide σ of the overscan rejection (every k-th row).
+SIGMA_SAMPLE_EVERY_ROWS = 8
 
 
 def overscan_row_levels(overscan: np.ndarray, nsigma: float = OVERSCAN_CLIP_NSIGMA) -> np.ndarray:
@@ -39,8 +41,10 @@ def overscan_row_levels(overscan: np.ndarray, nsigma: float = OVERSCAN_CLIP_NSIG
     row_med = _row_median(os_)
     resid = os_ - row_med[:, None]
     # One σ for the whole amp: the read noise is the same in every row, and a per-row
-    # MAD from ~60 pixels would be noisy itself.
-    sigma = SIGMA_PER_MAD * float(np.median(np.abs(resid)))
+    # MAD from ~60 pixels would be noisy itself. Every 8th row (~15 000 values for a
+    # full-size amp, σ to 1 %) is plenty and 8x cheaper than the whole overscan.
+    sample = np.abs(resid[::SIGMA_SAMPLE_EVERY_ROWS])
+    sigma = SIGMA_PER_MAD * float(np.median(sample))
     if sigma == 0.0 or not math.isfinite(sigma):
         return row_med.astype(np.float64)
     bad = np.abs(resid) > nsigma * sigma
