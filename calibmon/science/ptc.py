@@ -250,7 +250,11 @@ def fit_ptc_astier(
         # A sparse ramp (tens of pairs, log-spaced) has too few points under the cap to pin
         # a00 down; the extrapolated model then cuts good high points. Use every point up
         # to the variance pivot instead (cp_pipe's legacy minVarPivotSearch range).
-        initial = np.ones_like(initial) if pivot is None else np.arange(ms.size) <= pivot
+        # Without a clean two-decrease pivot (saturated pairs jitter in mean and variance,
+        # so sorted by mean their variances need not fall twice in a row) the largest
+        # variance marks the start of the roll-off.
+        top = pivot if pivot is not None else int(np.argmax(vs))
+        initial = np.arange(ms.size) <= top
     if np.count_nonzero(initial) < 3:
         # Ramps starting above the initial cap: use the lowest points (≥ 3 parameters).
         initial[:] = False

@@ -214,3 +214,19 @@ def test_dead_amp_from_pixels_gives_nan(synth):
     r = fit_ptc_astier(np.array(mus), np.array(vs))
     assert math.isnan(r.gain) and math.isnan(r.full_well_e)
     assert r.reason
+
+
+def test_sparse_ramp_with_jittered_saturated_points():
+    """A 30-pair daily ramp (7 points under 20 000 adu) whose 14 saturated pairs have
+    means within 1 adu of each other and variances jittering around 15 adu²: sorted by
+    mean, their variances do not fall twice in a row, so the initial range must end at the
+    largest variance, not include the saturated points (seen on a simulated amp)."""
+    mu = np.array([182, 374, 769, 1582, 3256, 6700, 13778, 28321, 58135, 59853, 61620, 63437,
+                   65312, 67238, 69223, 71265] + [72772.2, 72772.4] + [72773.0] * 12, float)  # fmt: skip
+    var = np.array([122.4, 231.9, 471.2, 966.9, 1895.2, 3952.0, 7967.0, 15547.9, 28648.7,
+                    29755.6, 30794.7, 31537.0, 32163.0, 33211.0, 34080.9, 34102.4, 14.6, 21.0,
+                    14.4, 14.7, 14.5, 14.5, 14.1, 14.8, 14.4, 14.7, 14.6, 15.1, 14.5, 14.6])  # fmt: skip
+    r = fit_ptc_astier(mu, var, n_pixels=15_000)
+    assert r.gain == pytest.approx(1.68, rel=0.02)
+    assert r.turnoff_adu >= 69_000 and math.isfinite(r.full_well_e)
+    assert not r.used[16:].any()
