@@ -6,23 +6,32 @@ Secrets never live in ``calibmon.yaml``: configuration names the environment var
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from pydantic import SecretStr
 
+log = logging.getLogger(__name__)
+
 
 def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
     """The secret named by ``env`` (environment variable) or ``file``; env wins.
 
-    Raises ``ValueError`` (turned into a one-line config error naming the key) when the
-    variable is not set or the file cannot be read; returns None when neither is given.
+    A named environment variable that is not set gives None with a WARNING naming the
+    variable (the server then answers without credentials and its refusal names the
+    sink): a site whose InfluxDB needs no auth can keep the shipped ``*_env`` keys. A
+    named file that cannot be read raises ``ValueError`` (a one-line config error): a
+    path is an explicit choice. None when neither is given.
     """
     if env:
         value = os.environ.get(env)
         if value is None:
-            raise ValueError(f"{what}: environment variable {env} is not set")
-        return SecretStr(value)
+            if file is None:
+                log.warning("%s: environment variable %s is not set; using none", what, env)
+                return None
+        else:
+            return SecretStr(value)
     if file is not None:
         try:
             return SecretStr(Path(file).expanduser().read_text().strip())
@@ -36,14 +45,16 @@ def read_credentials(
 ) -> tuple[str | None, SecretStr | None]:
     """(username, password) for basic/SMTP login, both from the environment or a file.
 
-    Raises ``ValueError`` when a named variable is missing or a password has no username.
+    Raises ``ValueError`` when a password is configured without a username; an unset
+    username variable means no login (with a WARNING).
     """
+    if (password_env or password_file) and not username_env:
+        raise ValueError("a password needs a username (username_env)")
     user = None
     if username_env:
         user = os.environ.get(username_env)
         if user is None:
-            raise ValueError(f"username_env: environment variable {username_env} is not set")
+            log.warning("username: environment variable %s is not set; no login", username_env)
+            return None, None
     password = read_secret(password_env, password_file, "password")
-    if password is not None and user is None:
-        raise ValueError("a password needs a username (username_env)")
     return user, password

@@ -77,7 +77,9 @@ class InfluxDB1Config(_SinkBase):
     password_env: str | None = None
     password_file: Path | None = None
     precision: Literal["ms", "us", "ns"] = "ms"
-    create_database: bool = False
+    # True: CREATE DATABASE before the first write; None (default): only when a write is
+    # answered "database not found" (then once, and retry); False: never.
+    create_database: bool | None = None
 
     _username: str | None = PrivateAttr(default=None)
     _password: SecretStr | None = PrivateAttr(default=None)

@@ -63,7 +63,8 @@ class InfluxDB1Sink:
         self._params = {"db": cfg.database, "precision": cfg.precision}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
-        self._database_ready = not cfg.create_database
+        self._database_ready = cfg.create_database is not True
+        self._may_create = cfg.create_database is not False
 
     def secret_values(self) -> list[str]:
         """Secret strings this sink could leak (for redaction)."""
@@ -82,6 +83,11 @@ class InfluxDB1Sink:
         if not self._database_ready:
             self._create_database()
         resp = self._request("POST", "/write", params=self._params, data=body)
+        if resp.status_code == 404 and self._may_create and "database not found" in resp.text:
+            # A fresh server (or a new site) without the database: create it once, retry.
+            self._may_create = False
+            self._create_database()
+            resp = self._request("POST", "/write", params=self._params, data=body)
         if not resp.ok:
             self._raise_for(resp, "write")
         return Ack(len(points), time.perf_counter() - t0)

@@ -24,11 +24,17 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(tmp_path: Path, url: str, db: str) -> Path:
     cfg = tmp_path / "calibmon.yaml"
+    # DESIGN.md §3's example as written: credentials named by variables that are not set
+    # (this influxd has no auth), and a database that does not exist yet
     cfg.write_text(
         f"store: {tmp_path / 'cm.sqlite'}\n"
         "sinks:\n"
-        f"  - {{name: sasquatch, type: influxdb1, url: '{url}', database: '{db}',"
-        " create_database: true}\n"
+        "  - name: sasquatch\n"
+        "    type: influxdb1\n"
+        f"    url: {url}\n"
+        f"    database: {db}\n"
+        "    username_env: INFLUX_USER\n"
+        "    password_env: INFLUX_PASSWORD\n"
     )
     return cfg
 

@@ -93,7 +93,7 @@ def test_each_type_builds_its_sink(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         ({"name": "x", "type": "influxdb1", "url": "http://h", "timeout_s": 0}, "timeout_s"),
         (
             {"name": "x", "type": "influxdb1", "url": "http://h", "password_env": "NOPE_UNSET"},
-            "NOPE_UNSET",
+            "username",
         ),
         (
             {
@@ -123,3 +123,13 @@ def test_names_must_be_unique() -> None:
     entry = {"name": "dup", "type": "influxdb1", "url": "http://h"}
     with pytest.raises(ValueError, match="dup"):
         parse_sink_configs([entry, entry])
+
+
+def test_unset_credential_variables_warn_and_mean_no_login(caplog) -> None:
+    """DESIGN's example keeps username_env/password_env; against an InfluxDB without auth
+    the variables may be unset: a WARNING naming them, and no credentials."""
+    cfg = InfluxDB1Config(
+        name="x", type="influxdb1", url="http://h", username_env="NOPE_U", password_env="NOPE_P"
+    )
+    assert cfg.username is None and cfg.password is None
+    assert "NOPE_U" in caplog.text

@@ -172,12 +172,20 @@ def test_retention_policy_and_create_database(influxd_shared: InfluxD1) -> None:
 
 
 def test_unknown_database_is_rejected_with_the_server_message(influxd_shared: InfluxD1) -> None:
-    sink = sink_for(influxd_shared.url, "no-such-db")
+    sink = sink_for(influxd_shared.url, "no-such-db", create_database=False)
     records = night_records(calib_types=["bias"], detectors=["R22_S11"], summaries=False)
     with pytest.raises(SinkRejected) as info:
         sink.write(records)
     assert info.value.sink == "influx-test"
     assert "404" in str(info.value) and "database not found" in str(info.value)
+
+
+def test_missing_database_is_created_on_demand_by_default(influxd_shared: InfluxD1) -> None:
+    """create_database unset: the first write's "database not found" creates it, once."""
+    sink = sink_for(influxd_shared.url, "made-on-demand")
+    records = night_records(calib_types=["bias"], detectors=["R22_S11"], summaries=False)
+    assert sink.write(records).n_points > 0
+    assert influxd_shared.count_points("lsst.cp.bias", "read_noise", db="made-on-demand") == 16
 
 
 def test_field_type_conflict_is_rejected(influxd_shared: InfluxD1, influx_db: str) -> None:
