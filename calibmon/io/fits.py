@@ -17,7 +17,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +134,13 @@ def parse_primary_header(path: str | Path, h: Any) -> RawHeader:
     if darktime is None:  # test-stand data 2019–2021
         darktime = exptime
     date = _s(h, "DATE-BEG") or _s(h, "DATE-OBS")
-    if not date:
-        raise InputError(path, "primary header has neither DATE-BEG nor DATE-OBS")
-    try:
-        date_beg = _utc_from_header(date, _s(h, "TIMESYS"))
-    except ValueError:
-        raise InputError(path, f"DATE-BEG/DATE-OBS {date!r} is not an ISO date") from None
+    if date:
+        try:
+            date_beg = _utc_from_header(date, _s(h, "TIMESYS"))
+        except ValueError:
+            raise InputError(path, f"DATE-BEG/DATE-OBS {date!r} is not an ISO date") from None
+    else:
+        date_beg = _fallback_start(h, day_obs, seqnum)
 
     raft, slot = _s(h, "RAFTBAY"), _s(h, "CCDSLOT")
     if instrument == "LATISS":
@@ -178,6 +179,22 @@ def parse_primary_header(path: str | Path, h: Any) -> RawHeader:
         lsst_num=_s(h, "LSST_NUM") or "",
         ccdtemp_c=_f(h, "CCDTEMP"),
     )
+
+
+def _fallback_start(h: Any, day_obs: str, seqnum: int) -> str:
+    """Exposure start without DATE-BEG/DATE-OBS: MJD-BEG/MJD-OBS when present, else a
+    deterministic stand-in (day_obs at 12:00 UTC + seqnum seconds) so that the record
+    identity (DESIGN §4) stays the same when the same files are processed again."""
+    mjd = _f(h, "MJD-BEG") or _f(h, "MJD-OBS")
+    if mjd is not None:
+        return iso_utc_ms(MJD_EPOCH + timedelta(days=mjd))
+    start = datetime.strptime(day_obs, "%Y%m%d").replace(hour=12, tzinfo=UTC)
+    return iso_utc_ms(start + timedelta(seconds=seqnum))
+
+
+# MJD 0 = 1858-11-17T00:00 UTC (the scale difference to TAI/UTC is ignored here: this is
+# only the fallback when a header has no ISO date).
+MJD_EPOCH = datetime(1858, 11, 17, tzinfo=UTC)
 
 
 def read_primary_header(path: str | Path) -> RawHeader:
