@@ -21,12 +21,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from calibmon.errors import ConfigError
 
 log = logging.getLogger("calibmon.serve")
 
+SHIPPED_SCHEDULES = Path(__file__).resolve().parent.parent / "schedules_shipped"
 DEFAULT_METRICS_PORT = 9120
 DEFAULT_METRICS_HOST = "127.0.0.1"
 FORCE_DEBOUNCE_S = 1.0
@@ -70,9 +72,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.metrics_port = settings.metrics_port
     if args.metrics_host is None:
         args.metrics_host = settings.metrics_host
-    sched_dir = args.schedules or settings.schedules_dir
-    if sched_dir is None:
-        raise ConfigError("no schedules: pass --schedules DIR or set schedules_dir in the config")
+    # --schedules, else schedules_dir from the config, else the shipped Rubin cadence
+    # (the repository's schedules/, reached through the package's schedules_shipped link
+    # or the copy a wheel carries)
+    sched_dir = args.schedules or settings.schedules_dir or SHIPPED_SCHEDULES
     jobs = load_schedules(sched_dir)
     if not jobs:
         raise ConfigError(f"no enabled jobs in {sched_dir}")

@@ -34,6 +34,14 @@ def test_once_catches_up_and_exits(nights: Path, tmp_path: Path) -> None:
     assert _runs(store) == 2 * len(DETECTORS)
 
 
+def test_shipped_schedules_when_none_given(tmp_path: Path, capsys) -> None:
+    """Neither --schedules nor schedules_dir: the shipped Rubin cadence (schedules/)."""
+    cfg = write_config(tmp_path / "calibmon.yaml", tmp_path / "cm.sqlite")
+    (tmp_path / "raw").mkdir()
+    assert main(["serve", "--once", "--config", str(cfg), "--input", str(tmp_path / "raw"),
+                 "--metrics-port", "-1"]) == 0  # fmt: skip
+
+
 def test_schedules_come_from_the_config_when_not_given(tmp_path: Path) -> None:
     store = tmp_path / "cm.sqlite"
     sched = write_schedules(tmp_path / "schedules")
@@ -45,7 +53,6 @@ def test_schedules_come_from_the_config_when_not_given(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ("none", "no schedules: pass --schedules DIR"),
         ("bad", "daily.yaml: cron: invalid cron expression"),
         ("sink", "sinks: job 'daily' names unknown sink 'sasquatch'"),
         ("input", "is not a directory"),
@@ -58,8 +65,7 @@ def test_configuration_errors_exit_2_with_one_line(
     cfg = write_config(tmp_path / "calibmon.yaml", tmp_path / "cm.sqlite")
     sched = write_schedules(tmp_path / "schedules")
     args = ["serve", "--once", "--config", str(cfg), "--input", str(tmp_path)]
-    if setup != "none":
-        args += ["--schedules", str(sched)]
+    args += ["--schedules", str(sched)]
     if setup == "bad":
         (sched / "daily.yaml").write_text(
             (sched / "daily.yaml").read_text().replace("30 12", "99 12")
