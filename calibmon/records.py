@@ -7,6 +7,7 @@ writes. Numpy scalars are converted to ``float``/``int`` at this boundary.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -113,3 +114,33 @@ class MetricRecord(BaseModel):
         if d.get("stats") is None:
             d.pop("stats", None)
         return d
+
+
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 3x more per record
+class StoredRecord:
+    """A record as the outbox streams it to remote sinks: the same attributes as
+    :class:`MetricRecord`, built without pydantic (rows were validated when they were
+    written). Building a ``MetricRecord`` costs ~10 µs even with ``model_construct``,
+    the largest share of pushing a full LSSTCam day (~10⁵ records); this costs ~1 µs.
+    ``to_record()`` gives the validated model back."""
+
+    metric: str
+    value: float
+    unit: str
+    calib_type: str
+    level: str
+    instrument: str
+    detector: int | None
+    detector_name: str | None
+    amp: str | None
+    day_obs: str
+    physical_filter: str
+    vendor: str
+    timestamp: str
+    provenance: Provenance
+    stats: Stats | None
+
+    def to_record(self) -> MetricRecord:
+        return MetricRecord.model_validate(
+            {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+        )

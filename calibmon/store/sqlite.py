@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from calibmon.errors import StoreError
-from calibmon.records import MetricRecord, Provenance, Stats
+from calibmon.records import MetricRecord, Provenance, Stats, StoredRecord
 
 SCHEMA_VERSION = 1
 
@@ -564,12 +564,39 @@ class Store:
 
     def pending_records(
         self, sink: str, limit: int = 5000, after_seq: int | None = None
-    ) -> list[tuple[int, MetricRecord]]:
-        """Records not yet acknowledged by ``sink``: (seq, record), in seq order."""
+    ) -> list[tuple[int, StoredRecord]]:
+        """Records not yet acknowledged by ``sink``: (seq, record), in seq order.
+
+        The records are :class:`StoredRecord` (same attributes as ``MetricRecord``,
+        built without pydantic) because the outbox streams whole days through here."""
         cursor = self.sink_cursor(sink) if after_seq is None else after_seq
-        rows = self.query("SELECT * FROM records WHERE seq>? ORDER BY seq LIMIT ?", (cursor, limit))
-        cache: dict[str, Any] = {}
-        return [(int(r["seq"]), _row_to_record(r, cache)) for r in rows]
+        rows = self._conn_query_tuples(
+            "SELECT seq, metric, value, unit, calib_type, level, instrument, detector,"
+            " detector_name, amp, day_obs, physical_filter, vendor, timestamp, provenance,"
+            " stats FROM records WHERE seq>? ORDER BY seq LIMIT ?",
+            (cursor, limit),
+        )
+        provs: dict[str, Provenance] = {}
+        out = []
+        for (seq, metric, value, unit, ctype, level, inst, det, det_name, amp, day, filt,
+             vendor, ts, prov_json, stats_json) in rows:  # fmt: skip
+            prov = provs.get(prov_json)
+            if prov is None:
+                prov = provs[prov_json] = Provenance.model_construct(**json.loads(prov_json))
+            stats = Stats.model_construct(**json.loads(stats_json)) if stats_json else None
+            out.append(
+                (seq, StoredRecord(metric, value, unit, ctype, level, inst,
+                                   None if det == -1 else det, det_name, amp or None, day,
+                                   filt, vendor, ts, prov, stats))
+            )  # fmt: skip
+        return out
+
+    def _conn_query_tuples(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """A SELECT returning plain tuples (no ``sqlite3.Row``: faster for bulk reads)."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.row_factory = None
+            return cur.execute(sql, params).fetchall()
 
     def pending_count(self, sink: str) -> int:
         cursor = self.sink_cursor(sink)
