@@ -12,7 +12,10 @@ APT_PACKAGES := influxdb victoria-metrics prometheus-alertmanager prometheus chr
 .PHONY: install demo system-deps test lint bench clean
 
 $(BIN)/calibmon: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@# Debian's python3 needs python3-venv for `-m venv`; install it when that is missing
+	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv && \
+	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
