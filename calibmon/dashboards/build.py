@@ -479,6 +479,23 @@ DET = '"detector_name" =~ /^$detector$/'
 AMP = '"amp" =~ /^$amp$/'
 
 
+def _per_amp_timeseries(m, ns: str, calib_type: str) -> dict:
+    """One metric of one calib type, a line per amp over time, thresholds dashed."""
+    q = (
+        f'SELECT "{m.name}" FROM "{ns}.{calib_type}" WHERE '
+        + _where(INST, DET, AMP)
+        + ' GROUP BY "amp"'
+    )
+    return timeseries(
+        f"{m.name} per amp",
+        [influx_target(q, alias="$tag_amp")],
+        unit=grafana_unit(m.name, m.unit),
+        description=describe(m),
+        steps=threshold_steps(m),
+        threshold_style="dashed",
+    )
+
+
 def _metrics_by_type(cat: Catalogue) -> list[tuple[str, list[MetricDef]]]:
     out = []
     for ct in CALIB_TYPES:
@@ -631,23 +648,7 @@ def per_detector(cat: Catalogue, ns: str = NAMESPACE) -> dict[str, Any]:
     for ct, ms in _metrics_by_type(cat):
         lay.row(ct)
         for m in ms:
-            q = (
-                f'SELECT "{m.name}" FROM "{ns}.{ct}" WHERE '
-                + _where(INST, DET, AMP)
-                + ' GROUP BY "amp"'
-            )
-            lay.add(
-                timeseries(
-                    f"{m.name} per amp",
-                    [influx_target(q, alias="$tag_amp")],
-                    unit=grafana_unit(m.name, m.unit),
-                    description=describe(m),
-                    steps=threshold_steps(m),
-                    threshold_style="dashed",
-                ),
-                w=8,
-                h=8,
-            )
+            lay.add(_per_amp_timeseries(m, ns, ct), w=8, h=8)
     return dashboard(
         UIDS["detector"],
         "calibmon — detector",
@@ -767,19 +768,7 @@ def ptc(cat: Catalogue, ns: str = NAMESPACE) -> dict[str, Any]:
             h=8,
         )
     for m in ms:
-        q = f'SELECT "{m.name}" FROM "{ns}.ptc" WHERE ' + _where(INST, DET, AMP) + ' GROUP BY "amp"'
-        lay.add(
-            timeseries(
-                f"{m.name} per amp",
-                [influx_target(q, alias="$tag_amp")],
-                unit=grafana_unit(m.name, m.unit),
-                description=describe(m),
-                steps=threshold_steps(m),
-                threshold_style="dashed",
-            ),
-            w=12,
-            h=8,
-        )
+        lay.add(_per_amp_timeseries(m, ns, "ptc"), w=12, h=8)
     return dashboard(
         UIDS["ptc"],
         "calibmon — PTC and linearity",
