@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Self
 
-from pydantic import SecretStr
+from pydantic import BaseModel, PrivateAttr, SecretStr, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +59,61 @@ def read_credentials(
             return None, None
     password = read_secret(password_env, password_file, "password")
     return user, password
+
+
+class LoginFromEnv(BaseModel):
+    """Config mixin: a login whose username and password come from the environment or a
+    file (``username_env``, ``password_env``/``password_file``), see
+    :func:`read_credentials`; the values are ``username`` and ``password``."""
+
+    username_env: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    _username: str | None = PrivateAttr(default=None)
+    _password: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_login(self) -> Self:
+        self._username, self._password = read_credentials(
+            self.username_env, self.password_env, self.password_file
+        )
+        return self
+
+    @property
+    def username(self) -> str | None:
+        return self._username
+
+    @property
+    def password(self) -> SecretStr | None:
+        return self._password
+
+
+class TokenFromEnv(BaseModel):
+    """Config mixin: a bearer token from ``token_env`` or ``token_file``
+    (:func:`read_secret`); the value is ``token``."""
+
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    _token: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_token(self) -> Self:
+        self._token = read_secret(self.token_env, self.token_file, "token")
+        return self
+
+    @property
+    def token(self) -> SecretStr | None:
+        return self._token
+
+
+def held_secrets(model: BaseModel) -> list[str]:
+    """Plain values of every ``SecretStr`` a config model holds in its private attributes
+    (what the sinks and notifiers read from the environment), for redaction."""
+    private = model.__pydantic_private__ or {}
+    return [
+        v.get_secret_value()
+        for v in private.values()
+        if isinstance(v, SecretStr) and v.get_secret_value()
+    ]

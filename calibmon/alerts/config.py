@@ -46,7 +46,6 @@ of :class:`~calibmon.config.Settings`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -66,7 +65,7 @@ from pydantic import (
 from calibmon.alerts.rules import Expectation
 from calibmon.config import KnownBad
 from calibmon.errors import ConfigError
-from calibmon.secrets import read_credentials, read_secret
+from calibmon.secrets import LoginFromEnv, TokenFromEnv, held_secrets, read_secret
 
 Severity = Literal["info", "warning", "critical"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -95,10 +94,10 @@ class _NotifierBase(BaseModel):
 
     def secret_values(self) -> list[str]:
         """Plain secret values, for log redaction."""
-        return []
+        return held_secrets(self)
 
 
-class AlertmanagerConfig(_NotifierBase):
+class AlertmanagerConfig(_NotifierBase, LoginFromEnv, TokenFromEnv):
     """Alertmanager API v2: ``POST {url}/api/v2/alerts``.
 
     ``alert_ttl_s``: the ``endsAt`` given to a firing alert on each post. calibmon
@@ -112,54 +111,15 @@ class AlertmanagerConfig(_NotifierBase):
     alert_ttl_s: Annotated[float, Field(gt=0)] = 36 * 3600.0
     re_post: bool = True
     extra_labels: dict[str, str] = Field(default_factory=dict)
-    username_env: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    token_env: str | None = None
-    token_file: Path | None = None
-
-    _username: str | None = PrivateAttr(default=None)
-    _password: SecretStr | None = PrivateAttr(default=None)
-    _token: SecretStr | None = PrivateAttr(default=None)
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         return _check_http_url(v).rstrip("/")
 
-    @model_validator(mode="after")
-    def _load_secrets(self) -> AlertmanagerConfig:
-        if self.username_env:
-            user = os.environ.get(self.username_env)
-            if user is None:
-                raise ValueError(
-                    f"username_env: environment variable {self.username_env} is not set"
-                )
-            self._username = user
-        self._password = read_secret(self.password_env, self.password_file, "password")
-        if self._password is not None and self._username is None:
-            raise ValueError("a password needs a username (username_env)")
-        self._token = read_secret(self.token_env, self.token_file, "token")
-        return self
-
     @property
     def refresh(self) -> bool:
         return self.re_post
-
-    @property
-    def username(self) -> str | None:
-        return self._username
-
-    @property
-    def password(self) -> SecretStr | None:
-        return self._password
-
-    @property
-    def token(self) -> SecretStr | None:
-        return self._token
-
-    def secret_values(self) -> list[str]:
-        return [s.get_secret_value() for s in (self._password, self._token) if s is not None]
 
 
 class WebhookConfig(_NotifierBase):
@@ -200,11 +160,8 @@ class WebhookConfig(_NotifierBase):
     def secret(self) -> SecretStr | None:
         return self._secret
 
-    def secret_values(self) -> list[str]:
-        return [self._secret.get_secret_value()] if self._secret else []
 
-
-class EmailConfig(_NotifierBase):
+class EmailConfig(_NotifierBase, LoginFromEnv):
     """SMTP e-mail (plain text + HTML with inline trend plots)."""
 
     type: Literal["email"]
@@ -214,35 +171,15 @@ class EmailConfig(_NotifierBase):
     to: Annotated[list[str], Field(min_length=1)]
     starttls: bool = False
     ssl: bool = False
-    username_env: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
     ca_file: Path | None = None  # CA bundle for a site's own SMTP certificate
     subject_prefix: str = "[calibmon]"
     trend_plots: bool = True
 
-    _username: str | None = PrivateAttr(default=None)
-    _password: SecretStr | None = PrivateAttr(default=None)
-
     @model_validator(mode="after")
-    def _load_secrets(self) -> EmailConfig:
+    def _one_tls_mode(self) -> EmailConfig:
         if self.starttls and self.ssl:
             raise ValueError("choose starttls or ssl, not both")
-        self._username, self._password = read_credentials(
-            self.username_env, self.password_env, self.password_file
-        )
         return self
-
-    @property
-    def username(self) -> str | None:
-        return self._username
-
-    @property
-    def password(self) -> SecretStr | None:
-        return self._password
-
-    def secret_values(self) -> list[str]:
-        return [self._password.get_secret_value()] if self._password else []
 
 
 NotifierConfig = Annotated[

@@ -20,7 +20,6 @@ error, so a bad deployment fails at start-up, not at the first push. Unknown key
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -28,14 +27,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
-    SecretStr,
     TypeAdapter,
     field_validator,
-    model_validator,
 )
 
-from calibmon.secrets import read_credentials, read_secret
+from calibmon.secrets import LoginFromEnv, TokenFromEnv, held_secrets
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _NAMESPACE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -64,70 +60,30 @@ class _SinkBase(BaseModel):
 
     def secret_values(self) -> list[str]:
         """Plain secret values of this sink, for :func:`calibmon.sinks.redact.redact`."""
-        return []
+        return held_secrets(self)
 
 
-class InfluxDB1Config(_SinkBase):
+class InfluxDB1Config(_SinkBase, LoginFromEnv):
     """InfluxDB 1.x (and Sasquatch's InfluxDB Enterprise) via ``POST /write``."""
 
     type: Literal["influxdb1"]
     database: str = "lsst.cp"
     retention_policy: str | None = None
-    username_env: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
     precision: Literal["ms", "us", "ns"] = "ms"
     # True: CREATE DATABASE before the first write; None (default): only when a write is
     # answered "database not found" (then once, and retry); False: never.
     create_database: bool | None = None
 
-    _username: str | None = PrivateAttr(default=None)
-    _password: SecretStr | None = PrivateAttr(default=None)
 
-    @model_validator(mode="after")
-    def _load_secrets(self) -> InfluxDB1Config:
-        self._username, self._password = read_credentials(
-            self.username_env, self.password_env, self.password_file
-        )
-        return self
-
-    @property
-    def username(self) -> str | None:
-        return self._username
-
-    @property
-    def password(self) -> SecretStr | None:
-        return self._password
-
-    def secret_values(self) -> list[str]:
-        return [self._password.get_secret_value()] if self._password else []
-
-
-class InfluxDB2Config(_SinkBase):
+class InfluxDB2Config(_SinkBase, TokenFromEnv):
     """InfluxDB 2.x/3.x (or any ``/api/v2/write`` server) via influxdb-client."""
 
     type: Literal["influxdb2"]
     org: str
     bucket: str = "lsst.cp"
-    token_env: str | None = None
-    token_file: Path | None = None
-
-    _token: SecretStr | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _load_secrets(self) -> InfluxDB2Config:
-        self._token = read_secret(self.token_env, self.token_file, "token")
-        return self
-
-    @property
-    def token(self) -> SecretStr | None:
-        return self._token
-
-    def secret_values(self) -> list[str]:
-        return [self._token.get_secret_value()] if self._token else []
 
 
-class SasquatchRestConfig(_SinkBase):
+class SasquatchRestConfig(_SinkBase, TokenFromEnv):
     """Sasquatch's Kafka REST proxy (Confluent REST v2, Avro embedded in JSON).
 
     ``url`` is the proxy's base, e.g. ``https://usdf-rsp-dev.slac.stanford.edu/sasquatch-rest-proxy``.
@@ -137,27 +93,11 @@ class SasquatchRestConfig(_SinkBase):
     """
 
     type: Literal["sasquatch_rest"]
-    token_env: str | None = None
-    token_file: Path | None = None
     timestamp_format: Literal["unix", "unix_ms", "unix_us"] = "unix"
     create_topics: bool = True
     partitions: Annotated[int, Field(gt=0)] = 1
     replication_factor: Annotated[int, Field(gt=0)] = 3
     batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = 1000
-
-    _token: SecretStr | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _load_secrets(self) -> SasquatchRestConfig:
-        self._token = read_secret(self.token_env, self.token_file, "token")
-        return self
-
-    @property
-    def token(self) -> SecretStr | None:
-        return self._token
-
-    def secret_values(self) -> list[str]:
-        return [self._token.get_secret_value()] if self._token else []
 
 
 SinkConfig = Annotated[
