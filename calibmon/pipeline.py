@@ -167,6 +167,7 @@ class AmpResult:
 
     amp: str
     values: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)  # metric -> 1-sigma, same unit
     reasons: dict[str, str] = field(default_factory=dict)  # metric -> why it is NaN
     used: dict[str, list[int]] = field(default_factory=dict)  # kind -> exposure ids used
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> provenance
@@ -177,9 +178,21 @@ class AmpResult:
     verify: dict[str, Any] = field(default_factory=dict)  # per-exposure flat verification
     seconds: float = 0.0
 
-    def put(self, metric: str, value: float, reason: str = "", **extra: Any) -> None:
+    def put(
+        self,
+        metric: str,
+        value: float,
+        reason: str = "",
+        *,
+        error: float | None = None,
+        **extra: Any,
+    ) -> None:
+        """Record ``value`` (NaN with ``reason`` when not measurable) and its 1σ ``error``
+        (same unit; None where the metric has no statistical uncertainty, e.g. counts)."""
         v = float(value)
         self.values[metric] = v
+        if error is not None and math.isfinite(float(error)):
+            self.errors[metric] = float(error)
         if not math.isfinite(v):
             self.reasons[metric] = reason or "not measurable"
         if extra:
@@ -690,6 +703,7 @@ def amp_records(
                     vendor=dd.vendor,
                     timestamp=group.timestamp,
                     provenance=prov,
+                    error=res.errors.get(metric),
                 )
             )
             per_metric.setdefault(metric, []).append(value)

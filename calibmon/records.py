@@ -81,6 +81,19 @@ class MetricRecord(BaseModel):
     timestamp: str
     provenance: Provenance
     stats: Stats | None = None
+    # 1-sigma statistical uncertainty of an amp-level value, same unit (DESIGN.md §4);
+    # None where the metric has none (counts, summaries).
+    error: float | None = None
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _finite_error(cls, v: Any) -> float | None:
+        if v is None:
+            return None
+        f = float(v)
+        if not math.isfinite(f) or f < 0:
+            return None  # an error that cannot be computed is "no error", not a bad record
+        return f
 
     @field_validator("value", mode="before")
     @classmethod
@@ -111,6 +124,7 @@ class MetricRecord(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """The JSONL export form (contract); ``stats`` only on summary records."""
         d = self.model_dump(mode="json")
+        d["error"] = self.error  # always present: null where the metric has none
         if d.get("stats") is None:
             d.pop("stats", None)
         return d
@@ -139,6 +153,7 @@ class StoredRecord:
     timestamp: str
     provenance: Provenance
     stats: Stats | None
+    error: float | None = None
 
     def to_record(self) -> MetricRecord:
         return MetricRecord.model_validate(

@@ -6,7 +6,8 @@ A :class:`~calibmon.records.MetricRecord` becomes part of one point:
   ``<namespace>.<calib_type>_summary`` for detector and camera records;
 - **tags** ``instrument``, ``detector`` (number as a string), ``detector_name``, ``amp``,
   ``level``, ``physical_filter``, ``vendor``;
-- **fields** ``<metric>`` (float); on summaries also ``<metric>_median``,
+- **fields** ``<metric>`` (float), ``<metric>_err`` (float, amp records whose metric has
+  an uncertainty); on summaries also ``<metric>_median``,
   ``<metric>_sigma_mad``, ``<metric>_min``, ``<metric>_max`` (float) and ``<metric>_n``
   (integer); provenance ``run``, ``day_obs``, ``exposures`` (comma list), ``software_version``,
   ``config_hash`` (strings) and ``n_exposures`` (integer);
@@ -48,6 +49,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from influxdb_client import Point
 
@@ -109,7 +111,17 @@ def metric_fields(record: MetricRecord) -> dict[str, float | int]:
     name = record.metric
     if not name or name in _RESERVED:
         raise ValueError(f"metric name {name!r} cannot be a field name (reserved)")
-    fields: dict[str, float | int] = {name: float(record.value)}
+    fields: dict[str, float | int] = {}
+    _add_metric_fields(fields, name, record)
+    return fields
+
+
+def _add_metric_fields(fields: dict[str, Any], name: str, record: Any) -> None:
+    """``<metric>``, ``<metric>_err`` (amp records with an error) and the summary stats."""
+    fields[name] = float(record.value)
+    error = getattr(record, "error", None)
+    if error is not None:
+        fields[f"{name}_err"] = float(error)
     stats = record.stats
     if stats is not None:
         fields[f"{name}_median"] = float(stats.median)
@@ -117,7 +129,6 @@ def metric_fields(record: MetricRecord) -> dict[str, float | int]:
         fields[f"{name}_n"] = int(stats.n_points)
         fields[f"{name}_min"] = float(stats.min)
         fields[f"{name}_max"] = float(stats.max)
-    return fields
 
 
 def provenance_fields(record: MetricRecord) -> dict[str, str | int]:
@@ -205,15 +216,7 @@ def build_points(records: Iterable[MetricRecord], namespace: str = "lsst.cp") ->
         name = r.metric
         if not name or name in _RESERVED:
             raise ValueError(f"metric name {name!r} cannot be a field name (reserved)")
-        fields = point.fields
-        fields[name] = float(r.value)
-        stats = r.stats
-        if stats is not None:
-            fields[f"{name}_median"] = float(stats.median)
-            fields[f"{name}_sigma_mad"] = float(stats.sigma_mad)
-            fields[f"{name}_n"] = int(stats.n_points)
-            fields[f"{name}_min"] = float(stats.min)
-            fields[f"{name}_max"] = float(stats.max)
+        _add_metric_fields(point.fields, name, r)
         point.n_records += 1
         last[key] = r
     # Provenance of a merged point is its last record's: computed once per point.

@@ -59,6 +59,7 @@ from calibmon.records import MetricRecord
 RECORD_COLUMNS: tuple[str, ...] = (
     "metric",
     "value",
+    "error",
     "unit",
     "calib_type",
     "level",
@@ -108,6 +109,7 @@ def _row(r: MetricRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "metric": r.metric,
         "value": r.value,
+        "error": r.error,
         "unit": r.unit,
         "calib_type": r.calib_type,
         "level": r.level,

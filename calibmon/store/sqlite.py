@@ -39,7 +39,7 @@ import numpy as np
 from calibmon.errors import StoreError
 from calibmon.records import MetricRecord, Provenance, Stats, StoredRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS records (
     amp TEXT NOT NULL,                  -- '' for detector/camera-level records
     timestamp TEXT NOT NULL,
     value REAL NOT NULL,
+    error REAL,                         -- 1-sigma uncertainty of amp-level values (§4)
     unit TEXT NOT NULL,
     calib_type TEXT NOT NULL,
     detector_name TEXT,
@@ -232,6 +233,7 @@ def _row_to_record(row: sqlite3.Row, cache: dict[str, Any] | None = None) -> Met
         timestamp=row["timestamp"],
         provenance=prov,
         stats=Stats.model_construct(**json.loads(stats)) if stats else None,
+        error=row["error"],
     )
 
 
@@ -269,6 +271,10 @@ class Store:
                 f"{self.path} has schema {version}, newer than this calibmon ({SCHEMA_VERSION})"
             )
         with self.transaction():
+            if 0 < version < 2:  # schema 1 had no error column
+                cols = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
+                if "error" not in cols:
+                    self._conn.execute("ALTER TABLE records ADD COLUMN error REAL")
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     self._conn.execute(stmt)
@@ -384,7 +390,8 @@ class Store:
                 metric, level, instrument, det, amp, ts = r.identity()
                 rows.append(
                     (
-                        first + i, metric, level, instrument, det, amp, ts, r.value, r.unit,
+                        first + i, metric, level, instrument, det, amp, ts, r.value, r.error,
+                        r.unit,
                         r.calib_type, r.detector_name, r.day_obs, r.physical_filter, r.vendor,
                         r.stats.model_dump_json() if r.stats else None,
                         r.provenance.model_dump_json(), run_id,
@@ -392,10 +399,11 @@ class Store:
                 )  # fmt: skip
             c.executemany(
                 "INSERT INTO records(seq, metric, level, instrument, detector, amp, timestamp,"
-                " value, unit, calib_type, detector_name, day_obs, physical_filter, vendor,"
-                " stats, provenance, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " value, error, unit, calib_type, detector_name, day_obs, physical_filter,"
+                " vendor, stats, provenance, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(metric, level, instrument, detector, amp, timestamp) DO UPDATE SET"
-                " seq=excluded.seq, value=excluded.value, unit=excluded.unit,"
+                " seq=excluded.seq, value=excluded.value, error=excluded.error,"
+                " unit=excluded.unit,"
                 " calib_type=excluded.calib_type, detector_name=excluded.detector_name,"
                 " day_obs=excluded.day_obs, physical_filter=excluded.physical_filter,"
                 " vendor=excluded.vendor, stats=excluded.stats,"
@@ -573,13 +581,13 @@ class Store:
         rows = self._conn_query_tuples(
             "SELECT seq, metric, value, unit, calib_type, level, instrument, detector,"
             " detector_name, amp, day_obs, physical_filter, vendor, timestamp, provenance,"
-            " stats FROM records WHERE seq>? ORDER BY seq LIMIT ?",
+            " stats, error FROM records WHERE seq>? ORDER BY seq LIMIT ?",
             (cursor, limit),
         )
         provs: dict[str, Provenance] = {}
         out = []
         for (seq, metric, value, unit, ctype, level, inst, det, det_name, amp, day, filt,
-             vendor, ts, prov_json, stats_json) in rows:  # fmt: skip
+             vendor, ts, prov_json, stats_json, error) in rows:  # fmt: skip
             prov = provs.get(prov_json)
             if prov is None:
                 prov = provs[prov_json] = Provenance.model_construct(**json.loads(prov_json))
@@ -587,7 +595,7 @@ class Store:
             out.append(
                 (seq, StoredRecord(metric, value, unit, ctype, level, inst,
                                    None if det == -1 else det, det_name, amp or None, day,
-                                   filt, vendor, ts, prov, stats))
+                                   filt, vendor, ts, prov, stats, error))
             )  # fmt: skip
         return out
 
