@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from calibmon.errors import ConfigError
 
-UNITS = frozenset({"adu", "electron", "electron/s", "electron/adu", "1/electron", "1", "count"})
+UNITS = frozenset(
+    {"adu", "electron", "electron/s", "electron/adu", "1/electron", "1/adu", "1", "count"}
+)
 CALIB_TYPES = ("bias", "dark", "flat", "ptc", "defects", "verify")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
