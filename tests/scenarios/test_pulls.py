@@ -30,7 +30,7 @@ from calibmon.store.sqlite import Store
 
 from .cadence_history import day
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pulls")]
 
 N_NIGHTS = 20
 DETS = ("R22_S11", "R01_S01")

@@ -1,9 +1,11 @@
-"""A stable camera pages no one and every incident pages within a night, at each cadence
-cameras really take (issue 12; the cadences and incidents are in ``cadence_history``).
+"""The checks each cadence's test module runs on its 30-night history (issue 12): a
+stable camera pages no one and every incident pages within a night. One module per
+cadence (``test_cadence_*.py``), each in its own xdist group, so the histories are built
+once each and in parallel.
 
 Measured false-alarm rate: the number of alerts on stable amps over all stable
-amp-nights, printed by each test (zero expected; with n stable amp-nights and no
-alert, the 95 % upper limit on the rate is 3/n).
+amp-nights, printed by the stable-amps check (zero expected; with n stable amp-nights
+and no alert, the 95 % upper limit on the rate is 3/n).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import pytest
 from calibmon.cli import main
 
 from .cadence_history import CADENCES, INCIDENTS, N_NIGHTS, day, run_history
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=sorted(CADENCES))
@@ -38,7 +38,7 @@ def _incident_amps(c) -> set[tuple[str, str]]:
     return {(c.detectors[i.detector], i.amp) for i in INCIDENTS}
 
 
-def test_each_incident_alerts_within_a_night(history, capsys) -> None:
+def check_each_incident_alerts_within_a_night(history, capsys) -> None:
     c, _store, cfg = history
     fired = [a for a in _alerts(cfg, capsys) if a["state"] in ("firing", "resolved")]
     missed = []
@@ -55,7 +55,7 @@ def test_each_incident_alerts_within_a_night(history, capsys) -> None:
     assert missed == [], (c.name, missed, [(a["rule"], a["amp"]) for a in fired])
 
 
-def test_stable_amps_raise_no_alert(history, capsys) -> None:
+def check_stable_amps_raise_no_alert(history, capsys) -> None:
     c, _store, cfg = history
     bad = _incident_amps(c)
     alerts = _alerts(cfg, capsys)
@@ -70,7 +70,7 @@ def test_stable_amps_raise_no_alert(history, capsys) -> None:
     assert stray == [], (c.name, stray)
 
 
-def test_transient_resolves(history, capsys) -> None:
+def check_transient_resolves(history, capsys) -> None:
     c, _store, cfg = history
     transients = [i for i in INCIDENTS if i.last is not None]
     alerts = _alerts(cfg, capsys)
