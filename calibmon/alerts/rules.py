@@ -47,6 +47,7 @@ the narrower band ``clear_band·band`` for drift/increase, or inside the limits 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -415,6 +416,7 @@ def band_width(
     return max(terms)
 
 
+@functools.lru_cache(maxsize=4096)  # few distinct (λ, alpha): medians of counts
 def poisson_upper(lam: float, alpha: float) -> int:
     """Smallest n with P(N ≥ n | Poisson(lam)) ≤ alpha.
 
