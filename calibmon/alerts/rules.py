@@ -277,7 +277,8 @@ class Evaluation:
         return None if self.baseline is None else self.value - self.baseline
 
     def change_text(self) -> str:
-        """How far from the baseline: ``+0.045 e-/adu (+3.0 %, +11.2σ)``; "" without one."""
+        """How far from the baseline: ``+0.045 e-/adu (+3.0 %, +11.2σ)`` (σ of the
+        deviation, today's error included, else σ_b); "" without one."""
         dev = self.deviation
         if dev is None:
             return ""
@@ -285,8 +286,9 @@ class Evaluation:
         extra = []
         if self.baseline:
             extra.append(f"{100.0 * dev / abs(self.baseline):+.1f} %")
-        if self.baseline_sigma:
-            extra.append(f"{dev / self.baseline_sigma:+.1f}σ")
+        sigma = self.sigma_dev or self.baseline_sigma  # σ of the deviation when known
+        if sigma:
+            extra.append(f"{dev / sigma:+.1f}σ")
         if extra:
             parts.append(f"({', '.join(extra)})")
         return " ".join(parts)
@@ -314,9 +316,11 @@ class Evaluation:
                 self.direction, "limit"
             )
             thr = "" if self.threshold is None else f" {rel} {_g(self.threshold)}{u}"
-            return f"{self.metric} of {self.where()} is {_g(self.value)}{u}{thr}; since {since}"
+            pm = f" ± {_g(self.error, 2)}" if self.error else ""
+            return f"{self.metric} of {self.where()} is {_g(self.value)}{pm}{u}{thr}; since {since}"
+        pm = f" ± {_g(self.error, 2)}" if self.error else ""
         base = (
-            f"{self.metric} of {self.where()} is {_g(self.value)}{u}, {self.change_text()} "
+            f"{self.metric} of {self.where()} is {_g(self.value)}{pm}{u}, {self.change_text()} "
             f"from its baseline {_g(self.baseline)} ± {_g(self.baseline_sigma, 2)}{u} "
             f"(median of {self.n_baseline} good nights); limit {_g(self.threshold)}{u}"
         )

@@ -57,6 +57,7 @@ def test_fixed_limit_fires_only_beyond_k_errors() -> None:
     three, six = ev(9.0 + 3 * 0.1, 0.1), ev(9.0 + 6 * 0.1, 0.1)
     assert not three.firing and not three.clear  # beyond the limit, not significantly: hold
     assert six.firing and six.error == 0.1
+    assert "9.6 ± 0.1" in six.describe()
     assert ev(9.3, None).firing  # without an error: the limit as is
     assert ev(8.9, 0.1).clear  # back within the limit clears (clear_margin 0)
     g = params("gain_out_of_range", nsigma=5.0)  # low: 1.2
@@ -114,6 +115,7 @@ def test_drift_with_a_large_error_today_does_not_page() -> None:
     # +0.03 (2 %) is 6.7 σ_b: fires on a night of typical precision ...
     typical = _judge_today(p, hist, 1.53, 0.004)
     assert typical.firing
+    assert typical.change_text().endswith(f"{typical.deviation / typical.sigma_dev:+.1f}σ)")
     # ... not on a night with 3× fewer frames (error 0.012: σ_dev ≈ 0.0125, band 0.063)
     noisy = _judge_today(p, hist, 1.53, 0.012)
     assert not noisy.firing and noisy.band > 0.05
