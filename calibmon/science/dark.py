@@ -84,6 +84,9 @@ class MasterNoise(Protocol):
     def mean_var(self) -> float:
         """Variance of the noise's mean over the whole image ((e-/s)²)."""
 
+    def band_var(self, b: int) -> float:
+        """Variance of the noise averaged over bands of b full rows ((e-/s)²)."""
+
 
 def half_difference(stack: np.ndarray) -> tuple[np.ndarray, float]:
     """Noise realisation of a stack's mean: mean(even frames) − mean(odd frames).
@@ -156,6 +159,19 @@ class HalfDifferenceNoise:
                 sum(f * sc * sc * robust_var(block_means(d, b)) for d, f, sc in self._parts)
             )
         return self._cache[b]
+
+    def band_var(self, b: int) -> float:
+        key = -b
+        if key not in self._cache:
+            total = 0.0
+            for d, f, sc in self._parts:
+                r = (d.shape[0] // b) * b
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    bands = np.nanmean(d[:r].reshape(r // b, -1), axis=1, dtype=np.float64)
+                total += f * sc * sc * robust_var(bands)
+            self._cache[key] = total
+        return self._cache[key]
 
     def mean_var(self) -> float:
         total = 0.0
@@ -313,13 +329,20 @@ def _dark_metrics_with_noise(
     excess2 = d * d - c * c
     e = math.copysign(math.sqrt(abs(excess2)), excess2)
     p95 = med + e
+    # Blocks of one band of rows share that band's overscan-level noise: the effective
+    # number of independent blocks is n/deff with the design effect
+    # deff = 1 + (m − 1)ρ = m·Var(band mean)/Var(block mean), m blocks a band (Kish).
+    m = max(1, rate.shape[1] // b)
+    block_var = max(noise.block_var(b), 1e-300)
+    deff = max(1.0, m * max(noise.band_var(b), 0.0) / block_var)
+    n_eff = max(blocks.size / deff, 2.0)
     # sampling error of q95: density from the 94th–96th percentiles
     width = interpolated_quantile(blocks, q + 0.01) - interpolated_quantile(blocks, q - 0.01)
-    sigma_q = math.sqrt(q * (1.0 - q) / blocks.size) * (width / 0.02) if width > 0 else 0.0
+    sigma_q = math.sqrt(q * (1.0 - q) / n_eff) * (width / 0.02) if width > 0 else 0.0
     # error of e² = d² − c²: d's sampling error (2d·σ_q) and the noise model's — c² is a
     # robust (MAD) variance of as many block differences, relative error √(2·1.36/n)
     # (the MAD's efficiency for a Gaussian is 1/1.36 of the standard deviation's)
-    var_e2 = (2.0 * d * sigma_q) ** 2 + (c * c * math.sqrt(2.72 / blocks.size)) ** 2
+    var_e2 = (2.0 * d * sigma_q) ** 2 + (c * c * math.sqrt(2.72 / n_eff)) ** 2
     s_e2 = math.sqrt(var_e2)
     # ∂e/∂(e²) = 1/(2|e|); within √σ(e²) of zero the signed root's spread is ≈ √σ(e²)
     err_e = s_e2 / (2.0 * abs(e)) if abs(e) > math.sqrt(s_e2) else math.sqrt(s_e2)
