@@ -10,8 +10,9 @@
     calibmon alerts test-notify [--notifier NAME]
     calibmon alerts deliver                               retry the notification outbox now
 
-Options (``--store``, ``--config``, …) go after the action: ``calibmon alerts evaluate
---store cm.sqlite --day-obs 20251121``.
+Options (``--store``, ``--config``, ``--debug``, ``-q``) may stand anywhere on the line:
+``calibmon --store cm.sqlite alerts evaluate``, ``calibmon alerts --store cm.sqlite
+evaluate`` and ``calibmon alerts evaluate --store cm.sqlite`` are the same.
 """
 
 from __future__ import annotations
