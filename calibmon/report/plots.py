@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -180,13 +181,23 @@ def trend_figure(
 MAX_PTC_LINES = 32  # more amps: median and 5–95 % band instead of one line per amp
 
 
+def _fit_length(values: Sequence, n: int, fill: float | bool) -> np.ndarray:
+    """``values`` cut or padded (with ``fill``) to ``n`` entries: a curve stored with lists
+    of unequal lengths is drawn on the points of its means."""
+    a = np.asarray(list(values)[:n], dtype=type(fill))
+    return np.concatenate([a, np.full(n - a.size, fill, dtype=type(fill))])
+
+
 def _ptc_arrays(c: PtcCurve) -> tuple[np.ndarray, ...]:
+    """(mu, var, model, used, var/model − 1, linearity residual), all as long as mu."""
     mu = np.asarray(c.mu_adu, float)
-    var = np.asarray(c.var_adu2, float)
-    model = np.asarray(c.model_var_adu2, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    n = mu.size
+    var = _fit_length(c.var_adu2, n, math.nan)
+    model = _fit_length(c.model_var_adu2, n, math.nan)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         resid = var / model - 1.0
-    return mu, var, model, np.asarray(c.used, bool), resid, np.asarray(c.residual_frac, float)
+    used = _fit_length(c.used, n, False)
+    return mu, var, model, used, resid, _fit_length(c.residual_frac, n, math.nan)
 
 
 def _ptc_bands(axes, curves: Sequence[PtcCurve]) -> None:
