@@ -376,9 +376,12 @@ class _Figures:
 
     def __init__(self) -> None:
         self.jobs: list[tuple[str, tuple, dict, str, str]] = []
+        self.context = ""  # instrument and day_obs of the figures added now, for log lines
+        self.contexts: list[str] = []
 
     def add(self, kind: str, *args: Any, caption: str, alt: str, **kwargs: Any) -> str:
         self.jobs.append((kind, args, kwargs, caption, alt))
+        self.contexts.append(self.context)
         return f"\x00FIG{len(self.jobs) - 1}\x00"
 
     def _draw(self, i: int) -> tuple[bytes | None, str | None]:
@@ -388,8 +391,9 @@ class _Figures:
             return render_png(kind, args, kwargs), None
         except Exception as exc:  # one figure never takes the report down
             reason = _reason(exc)
-            log.warning("report: figure %s not drawn: %s", alt, reason)
-            log.debug("report: figure %s", alt, exc_info=True)
+            where = self.contexts[i]
+            log.warning("report %s: figure %s not drawn: %s", where, alt, reason)
+            log.debug("report %s: figure %s", where, alt, exc_info=True)
             return None, reason
 
     def fill(self, text: str) -> str:
@@ -839,7 +843,7 @@ def _isolated(what: str, build: Any, figs: _Figures) -> str:
     try:
         return build()
     except Exception as exc:  # one section never takes the report down
-        del figs.jobs[n_jobs:]
+        del figs.jobs[n_jobs:], figs.contexts[n_jobs:]
         reason = _reason(exc)
         log.warning("report: section %s not drawn: %s", what, reason)
         log.debug("report: section %s", what, exc_info=True)
@@ -856,6 +860,7 @@ def _instrument_html(
     figs: _Figures,
 ) -> tuple[str, str]:
     sid = re.sub(r"[^a-z0-9_-]", "-", instrument.lower())
+    figs.context = f"{instrument} {day_obs}"
     parts = [f'<section id="{sid}"><h2 id="{sid}-summary">{_e(instrument)} — summary</h2>']
     try:
         nd = load_night(store, instrument, day_obs, cat, nights, metrics)
