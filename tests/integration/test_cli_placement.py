@@ -211,3 +211,20 @@ def test_the_later_of_two_stores_wins() -> None:
         ]
     )
     assert args.store == "c.sqlite"
+
+
+@pytest.mark.parametrize("where", ["between", "after"])
+@pytest.mark.parametrize(
+    "action",
+    [
+        ["evaluate", "--day-obs", "20251121"],
+        ["silence", "--detector", "RXX_S00", "--until", "2025-12-01", "--reason", "test"],
+    ],
+)
+def test_alerts_instrument_before_or_after_the_action(where: str, action: list[str]) -> None:
+    """``alerts --instrument X ACTION`` and ``alerts ACTION --instrument X`` are the same
+    (the action's own ``--instrument`` no longer resets the one given before it)."""
+    opt = ["--instrument", "LATISS"]
+    argv = ["alerts", *opt, *action] if where == "between" else ["alerts", *action, *opt]
+    assert build_parser().parse_args(argv).instrument == "LATISS"
+    assert build_parser().parse_args(["alerts", *action]).instrument is None
