@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
+from scipy.stats import chi2 as chi2_dist
 
 # --- cp_pipe PhotonTransferCurveSolveConfig, values of pipelines/LSSTCam/cpPtc.yaml ---
 # sigmaCutPtcOutliers: residual cut, in units of √var (adu), of the outlier rejection.
@@ -72,6 +73,12 @@ A00_MAX_ERR_NO_PRIOR = 1e-6
 # Iteratively reweighted least squares: σ(var_i) = model_i·√(2/N_i) is re-evaluated with
 # the previous fit's model this many times (the weights then change by ≪ 1 %).
 IRLS_PASSES = 3
+# With calibrated weights the covariance is scaled by χ²/dof only when the χ² shows excess
+# scatter at this significance. Scaling whenever χ²/dof > 1 inflates the errors of
+# correct fits by chance on short ramps (dof 1–3: the gain pulls' spread fell to 0.82 in
+# Monte Carlo, the noise's to 0.77); a real excess of ≥ 1.5× in σ is still caught at
+# dof ≥ 10 (χ²/dof ≥ 2.25 > the 95 % limit 1.83).
+CHI2_EXCESS_P = 0.05
 # Fewer points than this under max_signal_initial_adu and the initial fit uses the whole
 # range up to the variance pivot instead (calibmon choice: cp_pipe's LSSTCam ramps have
 # 100+ pairs, so its cap always leaves many; a 30-pair daily ramp may leave 5).
@@ -200,6 +207,7 @@ def fit_ptc_astier(
     n_pixels: np.ndarray | float | None = None,
     a00_prior: float | None = None,
     a00_prior_err: float | None = None,
+    exptime_s: np.ndarray | None = None,
 ) -> PtcResult:
     """Fit the PTC of one amp with the EXPAPPROXIMATION model (Astier et al. 2019 eq. 16).
 
@@ -232,6 +240,11 @@ def fit_ptc_astier(
         when this ramp does not measure a₀₀ (too few points, or too low a signal for
         the brighter-fatter curvature): a₀₀ is then fixed to the prior and the prior's
         error is propagated into the gain and noise errors. ``a00_prior_err`` None is 0.
+    exptime_s : (n_points,) float, s, optional
+        Exposure time of each pair (or any quantity proportional to the illumination).
+        It locates the roll-off: the ramp step above the turnoff is measured in linear
+        signal, m_k·(t_next/t_k − 1), because the mean of a saturated pair stops growing
+        at the full well and would shorten the step (see :class:`PtcResult`).
 
     Returns
     -------
@@ -272,6 +285,9 @@ def fit_ptc_astier(
         if n_pixels is None
         else np.broadcast_to(np.asarray(n_pixels, dtype=np.float64), mu.shape).astype(np.float64)
     )
+    t_all = None if exptime_s is None else np.asarray(exptime_s, dtype=np.float64).ravel()
+    if t_all is not None and t_all.shape != mu.shape:
+        raise ValueError(f"exptime_s and mu_adu differ in length: {t_all.size} vs {mu.size}")
     used = np.zeros(n_pts, dtype=bool)
     nan_model = np.full(n_pts, math.nan)
 
@@ -378,9 +394,9 @@ def fit_ptc_astier(
         collapsed = (vs - ptc_model_astier(ms, f.a00, f.gain, f.noise2)) / scale < -sigma_cut
     rolled_off = bool(np.any(~keep & (ms > turnoff_kept) & collapsed)) and k_top + 1 < n_use
     if rolled_off:
-        m_next = float(ms[k_top + 1])
-        turnoff = 0.5 * (turnoff_kept + m_next)
-        turnoff_err = (m_next - turnoff_kept) / math.sqrt(12.0)
+        step = _step_above(ms, k_top, None if exptime_s is None else t_all[idx])
+        turnoff = turnoff_kept + 0.5 * step
+        turnoff_err = step / math.sqrt(12.0)
         full_well = turnoff * f.gain
         full_well_err = math.hypot(f.gain * turnoff_err, turnoff * f.gain_err)
     else:
@@ -416,6 +432,25 @@ def fit_ptc_astier(
         chi2=float(f.chi2),
         dof=int(f.dof),
     )
+
+
+def _step_above(ms: np.ndarray, k: int, ts: np.ndarray | None) -> float:
+    """Ramp step (adu) from the highest kept point ``k`` to the next pair above.
+
+    With exposure times: the linear signal of the next longer exposure minus ms[k],
+    ms[k]·(t_next/t_k − 1) (a saturated pair's mean has stopped growing, so its mean
+    would understate the step: on clipping pixels the midpoint of the means then sits
+    ~w/4 low, measured −1.3σ on 30-pair Monte Carlo ramps). Otherwise (or when the times
+    do not order the points) the difference of the means, ms[k+1] − ms[k].
+    """
+    fallback = float(ms[k + 1] - ms[k])
+    if ts is None or not math.isfinite(float(ts[k])) or not ts[k] > 0.0:
+        return fallback
+    with np.errstate(invalid="ignore"):
+        later = ts[np.isfinite(ts) & (ts > ts[k])]
+    if later.size == 0:
+        return fallback
+    return float(ms[k] * (float(np.min(later)) / float(ts[k]) - 1.0))
 
 
 def _shows_photon_noise(ms: np.ndarray, vs: np.ndarray) -> bool:
@@ -632,6 +667,11 @@ def _final_fit(
     return _Final(p, a00_fix, p[1], p[2], math.nan, gain_err, noise2_err, True, chi2, dof, (note,))
 
 
+def _chi2_limit(dof: int) -> float:
+    """χ² above which the scatter exceeds the weights' (p < :data:`CHI2_EXCESS_P`)."""
+    return float(chi2_dist.isf(CHI2_EXCESS_P, dof))
+
+
 def _wls(
     x: np.ndarray, y: np.ndarray, npix: np.ndarray, start: np.ndarray, a00_fixed: float | None
 ) -> tuple[np.ndarray, np.ndarray, float, int] | None:
@@ -684,7 +724,7 @@ def _wls(
     except np.linalg.LinAlgError:
         cov = np.full((len(free_idx), len(free_idx)), math.nan)
     if known:
-        factor = max(1.0, chi2 / dof) if dof > 0 else 1.0
+        factor = chi2 / dof if dof > 0 and chi2 > _chi2_limit(dof) else 1.0
     else:
         factor = chi2 / dof if dof > 0 else math.nan
     perr[free_idx] = np.sqrt(np.abs(np.diag(cov)) * factor)
