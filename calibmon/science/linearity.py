@@ -170,6 +170,13 @@ def linearity_from_ramp(
     if ptc_turnoff_adu is None or not math.isfinite(ptc_turnoff_adu):
         notes.append("no PTC turnoff: fit uses all points above 1000 adu")
 
+    plateau = fit & _plateau(t, mu, usable)
+    if plateau.any():
+        fit &= ~plateau
+        notes.append(
+            f"{int(np.count_nonzero(plateau))} saturated (plateau) points below the PTC "
+            "turnoff not fitted"
+        )
     n_fit = int(np.count_nonzero(fit))
     if n_fit < MIN_LINEARITY_FIT_POINTS:
         return LinearityResult(
@@ -179,6 +186,30 @@ def linearity_from_ramp(
 
     with np.errstate(all="ignore"):  # absurd inputs (1e300 adu) must not warn
         return _measure(t, mu, sigma, usable, fit, tolerance, notes)
+
+
+def _plateau(t: np.ndarray, mu: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Points from the first saturated one on, in exposure-time order.
+
+    Saturated: the mean grew by less than half of what the exposure-time ratio predicts
+    from the previous longer-than-zero step, μ_i − μ_j < ½·μ_j·(t_i/t_j − 1) (j the
+    previous shorter exposure). A percent-level nonlinearity changes the increment by
+    ~2·k₂·μ ≪ ½; a saturated pair's mean stops at the full well. Safeguard for a
+    ``ptc_turnoff_adu`` above a saturated pair's mean.
+    """
+    out = np.zeros(mu.size, dtype=bool)
+    idx = np.flatnonzero(usable)
+    if idx.size < 2:
+        return out
+    idx = idx[np.argsort(t[idx], kind="stable")]
+    j = idx[0]
+    for i in idx[1:]:
+        if t[i] > t[j]:
+            if mu[i] - mu[j] < 0.5 * mu[j] * (t[i] / t[j] - 1.0):
+                out[idx[np.searchsorted(t[idx], t[i], side="left") :]] = True
+                break
+            j = i
+    return out
 
 
 def _mean_errors(

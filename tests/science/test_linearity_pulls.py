@@ -98,3 +98,22 @@ def test_k2_and_max_frac_nonlinearity_pulls(n_pairs, n_pix):
         assert 0.8 <= _spread(v) <= 1.25, _spread(v)
     # sign and order of magnitude (the bug of issue 12): within 10 % on every ramp
     assert np.max(np.abs(rel)) < 0.1
+
+
+def test_saturated_plateau_below_the_ptc_turnoff_is_not_fitted():
+    """A PTC turnoff given above the saturated pairs' plateau (e.g. the PTC's roll-off
+    midpoint): the plateau points (mean stopped growing) are left out, k₂ stays right.
+
+    Noise-free 30-pair ramp, k₂ = −8·10⁻⁸/e, g = 1.5: the fit is exact, so k₂ must match
+    to 10⁻³ relative (the 1 ms exposure quantisation is part of the signal, not noise).
+    """
+    rng = np.random.default_rng(9)
+    gain, k2, fw = 1.5, -8e-8, 120e3
+    lev = np.concatenate(
+        [np.geomspace(300, 0.85 * 110e3, 21), np.linspace(0.85 * 110e3, 175e3, 10)[1:]]
+    )
+    t, mu, var = _ramp(rng, lev, gain, -2e-6, 6.0, k2, fw, np.inf, LAMP_E_PER_S)
+    r = linearity_from_ramp(t, mu, ptc_turnoff_adu=float(mu.max()) + 1.0, var_adu2=var)
+    assert "saturated (plateau) points" in r.reason
+    assert r.k2_per_adu == pytest.approx(k2 * gain, rel=1e-3)
+    assert r.signal_top_adu < fw / gain
