@@ -14,8 +14,22 @@ The selection of the points follows cp_pipe's ``PhotonTransferCurveSolveTask.fit
 an unweighted, bounded fit to the low-signal points, then ``max_iter`` passes of outlier
 rejection over the whole curve with residuals in units of √var, a "jump" rule that drops
 everything above a gap left by rejected points, and a final fit weighted by
-1/σ(var) ∝ 1/var (the variance of a variance is 2var²/N). The PTC turnoff is the highest
-mean kept.
+1/σ(var) ∝ 1/var (the variance of a variance is 2var²/N). cp_pipe's PTC turnoff is the
+highest mean kept.
+
+Where calibmon differs (each says why where it is done):
+
+- errors: with the pixel count N of each pair the weights are absolute,
+  σ(var_i) = model_i·√(2/N_i) (iteratively reweighted), and the covariance is used as
+  it is unless the χ² shows significant excess scatter (then × χ²/dof); cp_pipe always
+  scales by the reduced χ².
+- short ramps (a daily_PTC of 2–6 pairs): fitted without outlier rejection below 4
+  points; a₀₀ is fitted only when the ramp measures it, else fixed to a caller's prior
+  whose error is propagated (or to 0, said in ``reason``).
+- turnoff: the roll-off lies within the ramp step above the highest kept mean; the value
+  is the middle of that step with error step/√12, and without a roll-off the highest
+  mean is returned as a flagged lower limit (``turnoff_is_lower_limit``), as is the
+  full well.
 """
 
 from __future__ import annotations
