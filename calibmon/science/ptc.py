@@ -222,6 +222,7 @@ def fit_ptc_astier(
     a00_prior: float | None = None,
     a00_prior_err: float | None = None,
     exptime_s: np.ndarray | None = None,
+    k2_per_adu: float | None = None,
 ) -> PtcResult:
     """Fit the PTC of one amp with the EXPAPPROXIMATION model (Astier et al. 2019 eq. 16).
 
@@ -259,6 +260,13 @@ def fit_ptc_astier(
         It locates the roll-off: the ramp step above the turnoff is measured in linear
         signal, m_k·(t_next/t_k − 1), because the mean of a saturated pair stops growing
         at the full well and would shorten the step (see :class:`PtcResult`).
+    k2_per_adu : float, 1/adu, optional
+        Quadratic nonlinearity μ_meas = x + k₂·x² (:attr:`LinearityResult.k2_per_adu`).
+        Given, every point is linearized before the fit: x = 2μ/(1 + √(1 + 4k₂μ)) and
+        var/(1 + 2k₂x)² (the derivative of the response squared), as cp_pipe linearizes
+        the frames before measuring the PTC. Without it the fitted a₀₀ is the effective
+        a₀₀ + 3k₂/g (per electron; var ∝ μ(1 + (a₀₀g + 3k₂)μ) to first order) and the
+        gain is biased by ~(−k₂μ) over the ramp. The output arrays stay the inputs.
 
     Returns
     -------
@@ -329,6 +337,15 @@ def fit_ptc_astier(
     n_use = int(np.count_nonzero(usable))
     idx = order[:n_use]  # usable points, sorted by mean
     ms, vs, ns = mu[idx], var[idx], npix[idx]
+    k2 = 0.0
+    if k2_per_adu is not None and math.isfinite(k2_per_adu) and k2_per_adu != 0.0:
+        k2 = float(k2_per_adu)
+        with np.errstate(invalid="ignore"):
+            lin = 2.0 * ms / (1.0 + np.sqrt(1.0 + 4.0 * k2 * ms))
+        if not np.all(np.isfinite(lin)):
+            return fail(f"k2_per_adu {k2:.3g}/adu cannot be inverted at these means")
+        vs = vs / (1.0 + 2.0 * k2 * lin) ** 2
+        ms = lin
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.maximum(np.sqrt(vs), vs * np.sqrt(2.0 / ns))
 
@@ -378,8 +395,13 @@ def fit_ptc_astier(
         return fail("final PTC fit failed", used)
     f = final
     with np.errstate(invalid="ignore", over="ignore"):
+        x_all = np.nan_to_num(mu)
+        if k2 != 0.0:
+            x_all = 2.0 * x_all / (1.0 + np.sqrt(np.maximum(1.0 + 4.0 * k2 * x_all, 0.0)))
         model_all = np.where(
-            np.isfinite(mu), ptc_model_astier(np.nan_to_num(mu), f.a00, f.gain, f.noise2), math.nan
+            np.isfinite(mu),
+            ptc_model_astier(x_all, f.a00, f.gain, f.noise2) * (1.0 + 2.0 * k2 * x_all) ** 2,
+            math.nan,
         )
     if not (math.isfinite(f.gain) and GAIN_RANGE[0] <= f.gain <= GAIN_RANGE[1]):
         return PtcResult(
@@ -423,6 +445,12 @@ def fit_ptc_astier(
                 f"{NOTE_LOWER_LIMIT} (points above the turnoff were rejected as outliers "
                 "or by the jump rule, not for a saturation roll-off)"
             )
+    if k2 != 0.0:
+        # turnoffs back to measured adu (the means the caller passed); the full well is
+        # the linear signal × gain
+        turnoff_err *= 1.0 + 2.0 * k2 * turnoff
+        turnoff = turnoff + k2 * turnoff**2
+        turnoff_kept = float(mu[idx[k_top]])
     return PtcResult(
         gain=float(f.gain),
         gain_err=float(f.gain_err),
