@@ -251,3 +251,22 @@ def test_unmeasurable_ramps_carry_no_errors_or_flags():
     r = fit_ptc_astier(np.array([100.0]), np.array([70.0]), n_pixels=1e6)
     assert math.isnan(r.gain_err) and math.isnan(r.turnoff_err_adu)
     assert math.isnan(r.full_well_err_e) and not r.turnoff_is_lower_limit
+
+
+def test_k2_linearization_removes_the_nonlinearity_from_a00_and_gain():
+    """Noise-free ramp through s + k₂ₑ·s² (k₂ₑ = −8·10⁻⁸/e, g = 1.6, a₀₀ = −2·10⁻⁶/e):
+    with k2_per_adu = k₂ₑ·g the fit returns the injected a₀₀ and g (exact model, so to
+    10⁻⁴); without it a₀₀ absorbs ≈ 3k₂ₑ (var ∝ μ(1 + (a₀₀ + 3k₂ₑ)·gμ) to first order;
+    the exponential and quadratic shapes differ at second order, so within 20 %)."""
+    gain, a00, rn, k2_e = 1.6, -2e-6, 6.0, -8e-8
+    x = np.geomspace(300, 70_000, 30)  # linear signal, adu
+    k2 = k2_e * gain
+    mu = x + k2 * x**2
+    var = ptc_model_astier(x, a00, gain, rn**2) * (1 + 2 * k2 * x) ** 2
+    r = fit_ptc_astier(mu, var, n_pixels=1e6, k2_per_adu=k2)
+    assert r.a00 == pytest.approx(a00, rel=1e-4) and r.gain == pytest.approx(gain, rel=1e-4)
+    assert r.turnoff_adu == pytest.approx(mu.max())  # in the measured means
+    assert r.full_well_e == pytest.approx(x.max() * r.gain)  # linear signal × gain
+    assert np.allclose(r.model_var_adu2, var, rtol=1e-4)
+    r0 = fit_ptc_astier(mu, var, n_pixels=1e6)
+    assert r0.a00 == pytest.approx(a00 + 3 * k2_e, rel=0.2)
