@@ -69,17 +69,25 @@ def test_quadratic_nonlinearity_turnoff_and_max():
     res = linearity_from_ramp(t, mu, ptc_turnoff_adu=ptc_turnoff)
     exp_turnoff, exp_max, exp_r, _ = _expected_noiseless(t, x, k2, ptc_turnoff)
     step = FLUX_ADU_PER_S * (t[1] - t[0])
-    assert abs(res.turnoff_adu - exp_turnoff) <= 2.01 * step
+    assert abs(res.turnoff_kept_adu - exp_turnoff) <= 2.01 * step
+    # the value is the middle of the step to the next exposure, in linear signal
+    next_t = t[t > t[np.argmin(np.abs(mu - res.turnoff_kept_adu))]].min()
+    t_turn = t[np.argmin(np.abs(mu - res.turnoff_kept_adu))]
+    w = res.turnoff_kept_adu * (next_t / t_turn - 1)
+    assert res.turnoff_adu == pytest.approx(res.turnoff_kept_adu + w / 2)
+    assert res.turnoff_err_adu == pytest.approx(w / math.sqrt(12))
+    assert not res.turnoff_is_lower_limit
     fit = (mu >= 1000) & (mu <= ptc_turnoff)
     x_med = np.median(x[fit])
     x_t = x_med + 0.01 / abs(k2)
     first_order = x_t * (1 + k2 * x_t)
-    assert abs(res.turnoff_adu - first_order) < 2 * step + 0.025 * first_order
-    below = (mu >= 1000) & (t <= t[np.argmin(np.abs(mu - res.turnoff_adu))])
-    assert res.max_frac_nonlinearity == pytest.approx(
+    assert abs(res.turnoff_kept_adu - first_order) < 2 * step + 0.025 * first_order
+    below = (mu >= 1000) & (t <= t[np.argmin(np.abs(mu - res.turnoff_kept_adu))])
+    # cp_pipe's unsigned maximum residual, kept as max_abs_frac_residual
+    assert res.max_abs_frac_residual == pytest.approx(
         abs(k2) * np.max(np.abs(x[below] - x_med)), rel=0.1
     )
-    assert abs(res.max_frac_nonlinearity - exp_max) < 1.5e-3
+    assert abs(res.max_abs_frac_residual - exp_max) < 1.5e-3
     finite = np.isfinite(res.residual_frac)
     assert finite.all()
     assert np.max(np.abs(res.residual_frac - exp_r)[mu < 0.999 * SATURATION_ADU]) < 1.5e-3
@@ -98,9 +106,11 @@ def test_linear_sensor_turnoff_at_saturation():
     ptc_turnoff = float(mu[mu < 0.999 * SATURATION_ADU].max())
     res = linearity_from_ramp(t, mu, ptc_turnoff_adu=ptc_turnoff)
     exp_turnoff, _, _, _ = _expected_noiseless(t, x, 0.0, ptc_turnoff)
-    assert res.turnoff_adu == pytest.approx(exp_turnoff, rel=0.002)
-    assert res.max_frac_nonlinearity < 5 * math.sqrt(2) * NOISE_FRAC
-    assert res.turnoff_adu <= SATURATION_ADU * (1 + 5 * NOISE_FRAC)
+    assert res.turnoff_kept_adu == pytest.approx(exp_turnoff, rel=0.002)
+    assert res.max_abs_frac_residual < 5 * math.sqrt(2) * NOISE_FRAC
+    assert res.turnoff_kept_adu <= SATURATION_ADU * (1 + 5 * NOISE_FRAC)
+    # linear: k₂ = 0 within 5σ of its own error
+    assert abs(res.k2_per_adu) < 5 * res.k2_err_per_adu
 
 
 def test_ramp_that_stays_linear_is_flagged():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calibmon.science.flat import pair_statistics
-from calibmon.science.ptc import fit_ptc_astier, ptc_model_astier
+from calibmon.science.ptc import NOTE_LOWER_LIMIT, fit_ptc_astier, ptc_model_astier
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -65,7 +65,13 @@ def test_ptc_from_pixels_recovers_gain_a00_noise_full_well(synth):
     assert abs(r.noise_e - RN_E) < 0.6
     assert abs(r.full_well_e / FULL_WELL_E - 1) < 0.03
     assert r.full_well_e == pytest.approx(r.turnoff_adu * r.gain)
-    assert r.turnoff_adu == pytest.approx(np.max(mu[r.used]))
+    # cp_pipe's turnoff is the highest kept mean; the value is the middle of the step to
+    # the next (saturated) point, where the roll-off lies, with a uniform-step error
+    assert r.turnoff_kept_adu == pytest.approx(np.max(mu[r.used]))
+    m_next = np.min(mu[mu > r.turnoff_kept_adu])
+    assert r.turnoff_adu == pytest.approx(0.5 * (r.turnoff_kept_adu + m_next))
+    assert r.turnoff_err_adu == pytest.approx((m_next - r.turnoff_kept_adu) / math.sqrt(12))
+    assert not r.turnoff_is_lower_limit
     # all points below saturation kept, all above rejected
     below = _ramp_levels_e() < 0.99 * FULL_WELL_E
     assert r.used[below].all()
@@ -96,9 +102,10 @@ def test_ptc_curve_level_recovery(a00, gain):
     assert abs(r.a00 - a00) < 5e-8
     assert abs(r.noise_e - 6.0) < 0.3
     assert r.gain_err < 1e-3 * gain and r.a00_err < 2.5e-8
-    assert "did not reach saturation" in r.reason
-    assert math.isnan(r.full_well_e)
+    assert NOTE_LOWER_LIMIT in r.reason and r.turnoff_is_lower_limit
+    assert math.isnan(r.full_well_err_e) and math.isnan(r.turnoff_err_adu)
     assert r.turnoff_adu == pytest.approx(80_000)
+    assert r.full_well_e == pytest.approx(80_000 * r.gain)
 
 
 def test_model_limits():
@@ -113,14 +120,15 @@ def test_model_limits():
     )
 
 
-def test_ramp_not_reaching_saturation_flags_and_nans_full_well():
-    """Turnoff = highest point, flagged; full_well NaN (a lower limit would trip alerts)."""
+def test_ramp_not_reaching_saturation_gives_lower_limits():
+    """Turnoff = highest point, full well = that × gain: lower limits, flagged, no error
+    (a lower limit used as a value would trip the full-well alert)."""
     rng = np.random.default_rng(31)
     mu = np.geomspace(200, 30_000, 25)
     r = fit_ptc_astier(mu, _curve(mu, 1.5, -2.5e-6, 6.0, 1_000_000, rng))
     assert r.turnoff_adu == pytest.approx(mu.max())
-    assert math.isnan(r.full_well_e)
-    assert "did not reach saturation" in r.reason
+    assert r.turnoff_is_lower_limit and math.isnan(r.full_well_err_e)
+    assert NOTE_LOWER_LIMIT in r.reason
     assert r.gain == pytest.approx(1.5, rel=5e-3)
 
 
@@ -136,8 +144,11 @@ def test_saturated_points_rejected_and_input_order_kept():
     assert np.array_equal(r.mu_adu, mu[perm])
     assert not r.used[sat[perm]].any()
     assert r.used[~sat[perm]].all()
-    assert r.turnoff_adu == pytest.approx(mu[~sat].max())
-    assert r.full_well_e == pytest.approx(mu[~sat].max() * r.gain)
+    assert r.turnoff_kept_adu == pytest.approx(mu[~sat].max())
+    turnoff = 0.5 * (mu[~sat].max() + mu[sat].min())
+    assert r.turnoff_adu == pytest.approx(turnoff)
+    assert r.full_well_e == pytest.approx(turnoff * r.gain)
+    assert not r.turnoff_is_lower_limit and r.full_well_err_e > 0
     assert r.reason == ""
     # the model is evaluated at every input mean
     assert np.all(np.isfinite(r.model_var_adu2))
@@ -160,7 +171,7 @@ def test_outlier_and_jump_rule():
     assert not r.used[i_out:].any() and r.used[:i_out].all()
     assert r.turnoff_adu == pytest.approx(mu[i_out - 1])
     # no saturation roll-off above the cut: the turnoff is not a full well
-    assert math.isnan(r.full_well_e) and "without a saturation roll-off" in r.reason
+    assert r.turnoff_is_lower_limit and "not for a saturation roll-off" in r.reason
     r2 = fit_ptc_astier(mu, var, max_delta_initial_adu=1e6)
     assert not r2.used[i_out]
     assert r2.used[np.arange(mu.size) != i_out].all()
@@ -176,12 +187,12 @@ def test_bad_top_pair_is_not_saturation():
     r = fit_ptc_astier(mu, var)
     assert not r.used[-1] and r.used[:-1].all()
     assert r.turnoff_adu == pytest.approx(mu[-2])
-    assert math.isnan(r.full_well_e) and r.reason
+    assert r.turnoff_is_lower_limit and NOTE_LOWER_LIMIT in r.reason
 
 
 def test_too_few_points_dead_amp_and_nan_input():
     """Unmeasurable inputs: NaN values with a reason, no exception, no warning."""
-    r = fit_ptc_astier(np.array([100.0, 200.0, 300.0]), np.array([70.0, 140.0, 210.0]))
+    r = fit_ptc_astier(np.array([100.0]), np.array([70.0]))
     assert math.isnan(r.gain) and "too few" in r.reason
     assert math.isnan(r.turnoff_adu) and math.isnan(r.full_well_e)
     assert not r.used.any()
