@@ -292,6 +292,11 @@ class AmpContext:
     gain: Hint | None = None  # measured today (PTC > flat pairs)
     a00: Hint | None = None  # measured today (PTC)
     k2: Hint | None = None  # measured today (PTC linearity)
+    # flat-pair variance corrections from the day's geometry and EPER (science.ptc):
+    # serial CTI smooths the variance by 2·cti·n̄ transfers; the per-row overscan median
+    # adds π/(2·n_overscan) of the read-noise variance to every processed pixel
+    cti_variance_loss: float = 0.0
+    noise_excess_frac: float = 0.0
     pairs: list[flat_sci.PairStats] = field(default_factory=list)  # flat + PTC pairs
     dark_census: defects_sci.DefectCensus | None = None  # cold pixels/columns (flat)
     bright_census: defects_sci.DefectCensus | None = None  # hot pixels/columns (dark)
@@ -368,10 +373,13 @@ def step_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         overscan = image[geom.data_rows, geom.overscan_level_cols]
         noises.append(bias_sci.overscan_frame_noise_rows(overscan, levels))
 
-    stack, used, _ = read_corrected_stack(
+    stack, used, geom = read_corrected_stack(
         frames, task.amp, task.detector_name, res, hook, task.cache, buffer_key="bias"
     )
     res.used["bias"] = [f.exposure_id for f in used]
+    if geom is not None:
+        n_os = geom.overscan_level_cols.stop - geom.overscan_level_cols.start
+        ctx.noise_excess_frac = math.pi / (2.0 * max(n_os, 1))
     if not used:
         for m in ("bias_level", "read_noise_adu", "bias_mean", "bias_noise"):
             res.put(m, math.nan, "no readable bias frame")
@@ -411,7 +419,9 @@ def step_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         os_ -= levels[:, None]
         last = image[geom.data_rows, geom.data_cols.stop - 1].astype(np.float64) - levels
         if eper["n"] == 0:
-            eper.update(os=os_, last=last, transfers=geom.data_cols.stop)
+            eper.update(
+                os=os_, last=last, transfers=geom.data_cols.stop, prescan=geom.data_cols.start
+            )
         else:
             eper["os"] += os_
             eper["last"] += last
@@ -462,6 +472,10 @@ def step_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     if ctx.master_bias is not None:
         last = last - ctx.master_bias[:, -1]
     ep = cti_sci.eper_serial(eper["os"] / n, last, int(eper["transfers"]))
+    if math.isfinite(ep.cti) and ep.cti > 0:
+        n_prescan = int(eper["prescan"])
+        n_cols = int(eper["transfers"]) - n_prescan
+        ctx.cti_variance_loss = 2.0 * ep.cti * (n_prescan + (n_cols + 1) / 2.0)
     res.put(
         "serial_cti", ep.cti, ep.reason, error=ep.cti_err, cti_err=ep.cti_err,
         n_transfers=int(eper["transfers"]),
@@ -491,45 +505,64 @@ def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
             used_ids += [a.exposure_id, b.exposure_id]
     res.used["ptc"] = used_ids
     mu, var, t = np.asarray(mus), np.asarray(variances), np.asarray(times)
-    a00_prior = ctx.best(task, "a00")
-    fit = ptc_sci.fit_ptc_astier(
-        mu, var, n_pixels=np.asarray(npix, dtype=float),
-        **_ptc_prior_kwargs(a00_prior),
+    n_px = np.asarray(npix, dtype=float)
+    a00_prior = ctx.best(task, "a00") or Hint(
+        flat_sci.NOMINAL_A00_PER_E, flat_sci.NOMINAL_A00_ERR_PER_E, "nominal"
+    )
+    kw: dict[str, Any] = dict(
+        n_pixels=n_px, exptime_s=t, a00_prior=a00_prior.value,
+        a00_prior_err=_finite_or(a00_prior.error, flat_sci.NOMINAL_A00_ERR_PER_E),
+        cti_variance_loss=ctx.cti_variance_loss, noise_excess_frac=ctx.noise_excess_frac,
     )  # fmt: skip
+    fit = ptc_sci.fit_ptc_astier(mu, var, **kw)
+    lin = lin_sci.linearity_from_ramp(
+        t, mu, ptc_turnoff_adu=_finite_or_none(fit.turnoff_kept_adu), var_adu2=var,
+        n_pixels=n_px, ptc_turnoff_is_lower_limit=fit.turnoff_is_lower_limit,
+    )  # fmt: skip
+    # Refit with the ramp's (or the amp's last) k2: a00 then stops absorbing 3·k2 and the
+    # gain its −3·k2·μ bias (science.ptc).
+    k2 = Hint(lin.k2_per_adu, lin.k2_err_per_adu, "PTC", task.day_obs)
+    if not (math.isfinite(k2.value) and math.isfinite(k2.error)):
+        k2 = ctx.best(task, "k2")
+    if k2 is not None and math.isfinite(fit.gain):
+        refit = ptc_sci.fit_ptc_astier(mu, var, k2_per_adu=k2.value, **kw)
+        if math.isfinite(refit.gain):
+            fit = refit
+            ctx.k2 = k2
     n_used = int(np.count_nonzero(fit.used)) if fit.used.size else 0
     extra = {"n_pairs": len(mus), "n_pairs_used": n_used}
-    res.put("ptc_gain", fit.gain, fit.reason, error=fit.gain_err, gain_err=fit.gain_err, **extra)
-    res.put("ptc_noise", fit.noise_e, fit.reason, error=getattr(fit, "noise_err_e", None))
-    res.put("ptc_a00", fit.a00, fit.reason, error=fit.a00_err, a00_err=fit.a00_err)
-    lower = bool(getattr(fit, "turnoff_is_lower_limit", not math.isfinite(fit.full_well_e)))
+    if k2 is not None:
+        extra["k2_source"] = f"{k2.source} {k2.day_obs}".strip()
+    res.put("ptc_gain", fit.gain, fit.reason, error=fit.gain_err, **extra)
+    res.put("ptc_noise", fit.noise_e, fit.reason, error=fit.noise_err_e)
+    if fit.a00_fixed:
+        res.put(
+            "ptc_a00", math.nan, f"a00 not measurable from this ramp: fixed to {a00_prior.source}"
+        )
+    else:
+        res.put("ptc_a00", fit.a00, fit.reason, error=fit.a00_err, **extra)
+    lower = bool(fit.turnoff_is_lower_limit)
     if lower and math.isfinite(fit.turnoff_adu):
         why = "no roll-off in the ramp: a lower limit, not a measurement"
         res.put("ptc_turnoff", fit.turnoff_adu, lower_limit=True, note=why)
-        if math.isfinite(fit.gain):
-            res.put("full_well", fit.turnoff_adu * fit.gain, lower_limit=True, note=why)
+        if math.isfinite(fit.full_well_e):
+            res.put("full_well", fit.full_well_e, lower_limit=True, note=why)
     else:
-        res.put(
-            "ptc_turnoff", fit.turnoff_adu, fit.reason, error=getattr(fit, "turnoff_err_adu", None)
-        )
-        res.put(
-            "full_well", fit.full_well_e, fit.reason, error=getattr(fit, "full_well_err_e", None)
-        )
+        res.put("ptc_turnoff", fit.turnoff_adu, fit.reason, error=fit.turnoff_err_adu)
+        res.put("full_well", fit.full_well_e, fit.reason, error=fit.full_well_err_e)
     if math.isfinite(fit.gain):
         ctx.gain = Hint(fit.gain, fit.gain_err, "PTC", task.day_obs)
-    if math.isfinite(fit.a00) and math.isfinite(fit.a00_err) and n_used >= 3:
+    if not fit.a00_fixed and math.isfinite(fit.a00) and math.isfinite(fit.a00_err):
         ctx.a00 = Hint(fit.a00, fit.a00_err, "PTC", task.day_obs)
-    lin = lin_sci.linearity_from_ramp(
-        t, mu, ptc_turnoff_adu=fit.turnoff_adu if math.isfinite(fit.turnoff_adu) else None
-    )
-    res.put("linearity_turnoff", lin.turnoff_adu, lin.reason,
-            error=getattr(lin, "turnoff_err_adu", None))  # fmt: skip
+    if lin.turnoff_is_lower_limit and math.isfinite(lin.turnoff_adu):
+        res.put("linearity_turnoff", lin.turnoff_adu, lower_limit=True,
+                note="no linearity roll-off in the ramp: a lower limit")  # fmt: skip
+    else:
+        res.put("linearity_turnoff", lin.turnoff_adu, lin.reason, error=lin.turnoff_err_adu)
     res.put("max_frac_nonlinearity", lin.max_frac_nonlinearity, lin.reason,
-            error=getattr(lin, "max_frac_nonlinearity_err", None))  # fmt: skip
-    k2, k2_err = getattr(lin, "k2_per_adu", math.nan), getattr(lin, "k2_err_per_adu", math.nan)
-    if math.isfinite(k2):
-        res.put("nonlinearity_k2", k2, error=k2_err)
-        if math.isfinite(k2_err):
-            ctx.k2 = Hint(k2, k2_err, "PTC", task.day_obs)
+            error=lin.max_frac_nonlinearity_err)  # fmt: skip
+    if math.isfinite(lin.k2_per_adu):
+        res.put("nonlinearity_k2", lin.k2_per_adu, error=lin.k2_err_per_adu)
     res.ptc_curve = {
         "exptime_s": t.tolist(),
         "mu_adu": mu.tolist(),
@@ -542,18 +575,6 @@ def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         "turnoff_is_lower_limit": lower,
         "linearity_turnoff_adu": lin.turnoff_adu,
     }
-
-
-def _ptc_prior_kwargs(prior: Hint | None) -> dict[str, float]:
-    """a00 prior for short ramps, when the PTC fit takes one (science.ptc)."""
-    import inspect
-
-    if "a00_prior" not in inspect.signature(ptc_sci.fit_ptc_astier).parameters:
-        return {}
-    if prior is None:
-        return {"a00_prior": flat_sci.NOMINAL_A00_PER_E,
-                "a00_prior_err": flat_sci.NOMINAL_A00_ERR_PER_E}  # fmt: skip
-    return {"a00_prior": prior.value, "a00_prior_err": prior.error}
 
 
 def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
@@ -572,9 +593,10 @@ def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         extra["a00_source"] = "nominal (no PTC a00 measured for this amp): spread in the error"
     else:
         extra["a00_source"] = f"{a00.source} {a00.day_obs}".strip()
-    if a00.day_obs:
-        # A PTC's a00 is fitted to the measured (nonlinear) means and variances, which
-        # makes it a00 + 3·k2/g: the Astier inversion with it corrects nonlinearity too.
+    if k2 is None and a00.day_obs:
+        # A PTC fitted without k2 makes a00 absorb the nonlinearity (a00 + 3·k2/g): the
+        # Astier inversion with it corrects both. With k2 known the PTC was refitted with
+        # it (step_ptc), a00 is the brighter-fatter one and both are applied here.
         k2 = Hint(0.0, 0.0, "absorbed in the PTC a00")
         extra["k2_source"] = k2.source
     elif k2 is None:
@@ -590,6 +612,7 @@ def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         read_noise_err_adu=_finite_or(ctx.read_noise_err_adu, 0.0),
         a00_per_e=a00.value, a00_err_per_e=_finite_or(a00.error, 0.0),
         k2_per_adu=k2.value, k2_err_per_adu=_finite_or(k2.error, 0.0),
+        cti_variance_loss=ctx.cti_variance_loss,
     )  # fmt: skip
     extra.update(n_pairs=est.n_pairs, bf_nl_correction=est.bf_correction)
     res.put("gain", est.gain, est.reason, error=est.error, **extra)
@@ -599,6 +622,10 @@ def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
 
 def _finite_or(x: float | None, default: float) -> float:
     return float(x) if x is not None and math.isfinite(x) else default
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def step_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:

@@ -87,21 +87,20 @@ def test_flat_pair_gain(measured) -> None:
 
 
 def test_ptc_gain_noise_a00(measured) -> None:
-    """PTC gain within 1 % or 4x its fit error, whichever is larger (small amps: each
-    variance from 15 000 pixels is 1.15 % uncertain, so the gain's fit error is ~0.3-0.5 %).
-    a00: the quadratic nonlinearity adds 3 k2 to the fitted a00 (var ~ mu (1 + (a00 + 3k2)
-    mu) to first order), within 20 % (fit error ~5-8 %). PTC noise within 25 % of the read
-    noise (it is a fit intercept, ~10 % uncertain on small amps)."""
+    """PTC gain and a00 within 4 of their own errors of the truth (the fit is refitted
+    with the ramp's k2, so a00 is the brighter-fatter one, not a00 + 3·k2); PTC noise
+    within 4 errors plus 2 % (small amps: the per-row overscan median's noise is only
+    corrected to first order, science.ptc)."""
     truth, values, _ = measured
     for det, amp, t in _amps(truth):
         v = values[(det, amp)]
         gain = v["ptc_gain"]
-        err = gain.provenance.model_dump()["gain_err"]
-        tol = max(0.01, 4 * err / t["gain_e_per_adu"])
-        assert gain.value == pytest.approx(t["gain_e_per_adu"], rel=tol), (det, amp, err)
-        a00_expected = t["a00_per_e"] + 3 * t["nonlinearity_k2_per_e"]
-        assert v["ptc_a00"].value == pytest.approx(a00_expected, rel=0.20), (det, amp)
-        assert v["ptc_noise"].value == pytest.approx(t["read_noise_e"], rel=0.25), (det, amp)
+        assert abs(gain.value - t["gain_e_per_adu"]) < 4 * gain.error, (det, amp, gain.error)
+        a00 = v["ptc_a00"]
+        assert abs(a00.value - t["a00_per_e"]) < 4 * a00.error, (det, amp, a00.value, a00.error)
+        noise = v["ptc_noise"]
+        tol = 4 * noise.error + 0.02 * t["read_noise_e"]
+        assert abs(noise.value - t["read_noise_e"]) < tol, (det, amp, noise.value, noise.error)
 
 
 def test_full_well(measured) -> None:
@@ -115,12 +114,16 @@ def test_full_well(measured) -> None:
     step = truth["ptc"]["max_dense_step_frac"]
     assert step <= 0.015
     for det, amp, t in _amps(truth):
-        fw = t["full_well_e"] * (1 + t["nonlinearity_k2_per_e"] * t["full_well_e"])
+        # the PTC is refitted with the ramp's k2, so the turnoff is linearised: full well
+        # compares with the injected one, not with FW·(1 + k2·FW)
+        fw = t["full_well_e"]
         got = values[(det, amp)]["full_well"].value
         low = -(step + 2 * t["prnu"] + 0.005)
         assert low <= got / fw - 1 <= 0.005, (det, amp, got / fw - 1, low)
         turnoff, gain = values[(det, amp)]["ptc_turnoff"].value, values[(det, amp)]["ptc_gain"]
-        assert turnoff * gain.value == pytest.approx(got, rel=1e-9)
+        # full well is the turnoff × gain up to the k2 linearisation of the turnoff
+        # (|k2|·turnoff ≤ 1.5 %: science.ptc)
+        assert turnoff * gain.value == pytest.approx(got, rel=0.02)
 
 
 def test_linearity(measured) -> None:

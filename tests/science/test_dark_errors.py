@@ -36,9 +36,7 @@ def _master(rng, n_dark, n_bias, t_s, d_e_per_s):
     return rate.astype(np.float32), noise
 
 
-@pytest.mark.parametrize(
-    ("n_dark", "n_bias", "t_s"), [(15, 15, 30.0), (3, 15, 30.0), (3, 3, 1.0)]
-)
+@pytest.mark.parametrize(("n_dark", "n_bias", "t_s"), [(15, 15, 30.0), (3, 15, 30.0), (3, 3, 1.0)])
 def test_pulls_of_median_and_p95(n_dark: int, n_bias: int, t_s: float) -> None:
     rng = np.random.default_rng(11 + n_dark + int(t_s))
     d = 0.01
