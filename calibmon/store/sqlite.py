@@ -480,18 +480,10 @@ class Store:
     ) -> tuple[str, float, str] | None:
         """Most recent (metric, value, day_obs) among ``metrics`` for one amp, not after the
         given day_obs; the first metric in ``metrics`` wins on the same day_obs."""
-        ms = list(metrics)
-        order = " ".join(f"WHEN '{m}' THEN {i}" for i, m in enumerate(ms))
-        rows = self.query(
-            f"SELECT metric, value, day_obs FROM records WHERE metric IN ({','.join('?' * len(ms))})"
-            " AND level='amp' AND instrument=? AND detector=? AND amp=? AND day_obs<=?"
-            f" ORDER BY day_obs DESC, CASE metric {order} END, timestamp DESC LIMIT 1",
-            [*ms, instrument, detector, amp, on_or_before_day_obs],
+        found = self.latest_measurement(
+            metrics, instrument, detector, amp, on_or_before_day_obs=on_or_before_day_obs
         )
-        if not rows:
-            return None
-        r = rows[0]
-        return r["metric"], float(r["value"]), r["day_obs"]
+        return None if found is None else (found[0], found[1], found[3])
 
     def latest_measurement(
         self,

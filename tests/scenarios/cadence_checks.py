@@ -20,12 +20,30 @@ from calibmon.cli import main
 from .cadence_history import CADENCES, INCIDENTS, N_NIGHTS, day, run_history
 
 
-@pytest.fixture(scope="module", params=sorted(CADENCES))
-def history(request, tmp_path_factory: pytest.TempPathFactory):
-    c = CADENCES[request.param]
-    root = tmp_path_factory.mktemp(c.name)
-    store, cfg = run_history(c, root)
-    return c, store, cfg
+def module_tests(name: str):
+    """The fixture and tests of one cadence's module (``test_cadence_<name>.py``)."""
+
+    @pytest.fixture(scope="module")
+    def history(tmp_path_factory: pytest.TempPathFactory):
+        c = CADENCES[name]
+        store, cfg = run_history(c, tmp_path_factory.mktemp(c.name))
+        return c, store, cfg
+
+    def test_each_incident_alerts_within_a_night(history, capsys) -> None:
+        check_each_incident_alerts_within_a_night(history, capsys)
+
+    def test_stable_amps_raise_no_alert(history, capsys) -> None:
+        check_stable_amps_raise_no_alert(history, capsys)
+
+    def test_transient_resolves(history, capsys) -> None:
+        check_transient_resolves(history, capsys)
+
+    return (
+        history,
+        test_each_incident_alerts_within_a_night,
+        test_stable_amps_raise_no_alert,
+        test_transient_resolves,
+    )
 
 
 def _alerts(cfg: Path, capsys) -> list[dict]:
