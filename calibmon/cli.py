@@ -246,8 +246,9 @@ def _run_butler(args: argparse.Namespace, settings) -> int:
             detectors=args.detectors, progress=_Progress("measuring"),
         )  # fmt: skip
         _after_run(settings, store, summary)
+    copied = f", {info.n_copied} remote files read from local copies" if info.n_copied else ""
     print(f"butler {info.repo} ({', '.join(info.collections)}): {info.n_datasets} raw "
-          f"datasets of {info.instrument} day_obs {info.day_obs}")  # fmt: skip
+          f"datasets of {info.instrument} day_obs {info.day_obs}{copied}")  # fmt: skip
     _print_run_summary(summary)
     return EXIT_OK if summary.ok else EXIT_REJECTED
 

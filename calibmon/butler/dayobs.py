@@ -75,4 +75,6 @@ def format_tai(t: Time | None) -> str:
     """A timespan end as ISO TAI text (``-∞``/``∞`` when unbounded)."""
     if t is None:
         return "∞"
-    return t.tai.isot + " TAI"
+    shown = t.tai.copy()
+    shown.precision = 3  # milliseconds (Butler timespans hold nanoseconds)
+    return shown.isot + " TAI"

@@ -74,12 +74,17 @@ def _utc(text: str) -> Time:
     return Time(text, scale="utc")
 
 
-def ingest_raws(butler: Butler, files: Iterable[Path], run: str = RAW_RUN) -> int:
-    """Exposure records from the raws' headers, then the raws themselves (in place)."""
+def ingest_raws(
+    butler: Butler, files: Iterable[Path], run: str = RAW_RUN, uris: Sequence[str] | None = None
+) -> int:
+    """Exposure records from the raws' headers, then the raws themselves (in place);
+    ``uris`` (one per file, same order) are where the datasets are said to be instead
+    (e.g. http:// URIs of a server holding the same files)."""
     reg = butler.registry
     raw_type = reg.getDatasetType("raw")
     datasets = []
-    for path in sorted(files):
+    files = list(files)
+    for i, path in enumerate(files):
         h = fits.getheader(path, 0)
         day = int(h["DAYOBS"])
         exposure = day * 100000 + int(h["SEQNUM"])
@@ -102,7 +107,8 @@ def ingest_raws(butler: Butler, files: Iterable[Path], run: str = RAW_RUN) -> in
         det = dets.detector_number(INSTRUMENT, f"{h['RAFTBAY'].strip()}_{h['CCDSLOT'].strip()}")
         ref = DatasetRef(raw_type, {"instrument": INSTRUMENT, "detector": det,
                                     "exposure": exposure}, run=run)  # fmt: skip
-        datasets.append(FileDataset(path=str(path), refs=[ref], formatter=FORMATTER))
+        where = uris[i] if uris is not None else str(path)
+        datasets.append(FileDataset(path=where, refs=[ref], formatter=FORMATTER))
     butler.ingest(*datasets, transfer="direct")
     return len(datasets)
 

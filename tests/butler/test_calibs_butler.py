@@ -153,3 +153,32 @@ def test_used_ties_cards_to_products(butler_calibs: Calibs, tmp_path, capsys) ->
     assert rc == 0 and "unknown to calibmon" in out and "calibmon product (certified" in out
     rc, _, err = _cli(capsys, "calibs", "used", str(tmp_path / "missing.fits"), "--store", store)
     assert rc == 1 and "missing.fits" in err
+
+
+def test_import_problems_are_one_line_each(butler_calibs: Calibs, tmp_path, capsys) -> None:
+    """A timespan containing no day_obs start, and a detector without raws to take the
+    amp geometry from: each named in one line, exit 1; the collection's other
+    certifications still import."""
+    from butler_repo import certify, ingest_calib, make_repo
+
+    butler = make_repo(tmp_path / "repo", ["R22_S11"])
+    files = butler_calibs.stack_files
+    short = ingest_calib(butler, files[("bias", "R22_S11")], "bias", "R22_S11", "LSSTCam/calib/x")
+    certify(butler, [short], "2025-11-21T13:00:00", "2025-11-21T20:00:00")
+    dark = ingest_calib(butler, files[("dark", "R22_S11")], "dark", "R22_S11", "LSSTCam/calib/x")
+    certify(butler, [dark], "2025-11-22T00:00:00")
+    rc, out, err = _cli(capsys, "calibs", "import", "--butler", str(tmp_path / "repo"),
+                        "--collections", "LSSTCam/calib", "--store", str(tmp_path / "cm.sqlite"))  # fmt: skip
+    assert rc == 1 and out == ""
+    lines = [x for x in err.splitlines() if x.startswith("not imported:")]
+    assert len(lines) == 2
+    assert f"{short.id} bias R22_S11: timespan [2025-11-21T13:00:00.000 TAI" in lines[0]
+    assert "contains no day_obs start" in lines[0]
+    assert f"{dark.id} dark R22_S11: no raw of R22_S11 in LSSTCam/raw/all" in lines[1]
+    rc, _, err = _cli(capsys, "calibs", "import", "--butler", str(tmp_path / "repo"),
+                      "--store", str(tmp_path / "cm.sqlite"))  # fmt: skip
+    assert rc == 2 and "--collections" in err
+    rc, _, err = _cli(capsys, "calibs", "import", "--butler", str(tmp_path / "repo"),
+                      "--collections", "LSSTCam/calib", "--calib-type", "bias,ptc",
+                      "--store", str(tmp_path / "cm.sqlite"))  # fmt: skip
+    assert rc == 2 and "--calib-type ptc" in err
