@@ -203,7 +203,13 @@ def certified(
                     data_id=data_id,
                 )
             )  # fmt: skip
-    return sorted(out, key=lambda c: (c.calib_type, c.detector, c.physical_filter,
+    # A CHAINED collection searches its children in order: the first that certifies a data
+    # id at an instant wins. Later children come first here, so that, registered in this
+    # order, the chain's winner is calibmon's most recent certification (which wins too).
+    chain = list(registry.queryCollections(collection, flattenChains=True))
+    rank = {name: i for i, name in enumerate(chain)}
+    return sorted(out, key=lambda c: (-rank.get(c.collection, 0), c.calib_type, c.detector,
+                                      c.physical_filter,
                                       c.begin.mjd if c.begin is not None else -1e9))  # fmt: skip
 
 

@@ -182,3 +182,34 @@ def test_import_problems_are_one_line_each(butler_calibs: Calibs, tmp_path, caps
                       "--collections", "LSSTCam/calib", "--calib-type", "bias,ptc",
                       "--store", str(tmp_path / "cm.sqlite"))  # fmt: skip
     assert rc == 2 and "--calib-type ptc" in err
+
+
+def test_chained_collection_first_child_wins(butler_calibs: Calibs, tmp_path, capsys) -> None:
+    """Through a CHAINED collection [B, A] whose children both certify R22_S11's bias on
+    20251125, the Butler hands out B's; calibmon's registry must agree after the import."""
+    from butler_repo import certify, ingest_calib, ingest_raws, make_repo
+    from conftest import NIGHT1
+    from lsst.daf.butler import CollectionType
+
+    butler = make_repo(tmp_path / "repo", ["R22_S11"])
+    ingest_raws(butler, sorted((butler_calibs.repo.raw / NIGHT1).glob("*_R22_S11.fits")))
+    bias = butler_calibs.stack_files[("bias", "R22_S11")]
+    reg = butler.registry
+    for name in ("LSSTCam/calib/A", "LSSTCam/calib/B"):
+        reg.registerCollection(name, CollectionType.CALIBRATION)
+    a = ingest_calib(butler, bias, "bias", "R22_S11", "LSSTCam/calib/run-a")
+    b = ingest_calib(butler, bias, "bias", "R22_S11", "LSSTCam/calib/run-b")
+    certify(butler, [a], "2025-11-22T00:00:00", collection="LSSTCam/calib/A")
+    certify(butler, [b], "2025-11-24T00:00:00", collection="LSSTCam/calib/B")
+    reg.registerCollection("LSSTCam/calib/current", CollectionType.CHAINED)
+    reg.setCollectionChain("LSSTCam/calib/current", ["LSSTCam/calib/B", "LSSTCam/calib/A"])
+    common = ("--butler", str(tmp_path / "repo"), "--collections", "LSSTCam/calib/current",
+              "--store", str(tmp_path / "cm.sqlite"))  # fmt: skip
+    rc, out, err = _cli(capsys, "calibs", "import", *common)
+    assert rc == 0, err
+    assert sorted(out.splitlines()) == sorted([f"{a.id} bias R22_S11 [2025-11-22, ∞)",
+                                               f"{b.id} bias R22_S11 [2025-11-24, ∞)"])  # fmt: skip
+    rc, out, _ = _cli(capsys, "calibs", "list", *common, "--day-obs", "20251125")
+    assert f"R22_S11 bias {b.id} LSSTCam/calib/run-b: imported, certified [2025-11-24, ∞)" in out
+    rc, out, _ = _cli(capsys, "calibs", "list", *common, "--day-obs", "20251123")
+    assert f"R22_S11 bias {a.id} LSSTCam/calib/run-a: imported, certified [2025-11-22, ∞)" in out
