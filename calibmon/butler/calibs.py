@@ -241,7 +241,9 @@ def _register(
             g, gsrc = gains[amp]
             rn_e = amp_keys_from(meta, amp)["read_noise_e"]
             image, keys = _convert(c.calib_type, exp, cut[amp], g, rn_e, n_inputs)
-            keys.update({"GAIN": g, "GAINSRC": gsrc, "NFRAMES": n_inputs})
+            keys.update({"GAIN": g, "GAINSRC": gsrc})
+            if n_inputs:  # without CPP_INPUT_<i> the frame count is unknown (noise tests NaN)
+                keys["NFRAMES"] = n_inputs
             planes[amp] = AmpPlane(image, box.datasec, box.detsec, keys)
         extra = {"BUTLERID": c.uuid, "BUTLERRN": c.run[:60]}
     header = ProductHeader(

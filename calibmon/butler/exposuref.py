@@ -154,9 +154,9 @@ class StackExposure:
         return _float(self.header.get(f"{key} {amp}"))
 
     def inputs(self) -> list[int]:
-        """The input exposure ids (``CPP_INPUT_<i>``)."""
-        return [int(v) for k, v in sorted(self.header.items(), key=lambda kv: kv[0])
-                if re.fullmatch(r"CPP_INPUT_\d+", k) and _float(v) == _float(v)]  # fmt: skip
+        """The input exposure ids (``CPP_INPUT_<i>``), sorted."""
+        ids = [_float(v) for k, v in self.header.items() if re.fullmatch(r"CPP_INPUT_\d+", k)]
+        return sorted(int(v) for v in ids if math.isfinite(v))
 
     def input_values(self, prefix: str) -> list[float]:
         """``CPP_INPUT_EXPT_<i>`` / ``CPP_INPUT_SCALE_<i>`` values."""
