@@ -9,8 +9,9 @@ PyPI; nothing else of the LSST stack is needed). Only this package imports ``lss
 
 Modules: :mod:`.repo` (queries, URIs, local copies), :mod:`.dayobs` (Butler timespans ↔
 day_obs ranges), :mod:`.exposuref` (afw ExposureF and ip_isr Defects files, cut into amps),
-:mod:`.raws` (``run --butler``), :mod:`.calibs` (``calibs import/list --butler``),
-:mod:`.used` (``calibs used``).
+:mod:`.raws` (``run --butler``), :mod:`.schedule` (a scheduled job reading a Butler),
+:mod:`.calibs` (``calibs import/list --butler``), :mod:`.used` (``calibs used``) and
+:mod:`.cli` (their printing and exit codes).
 """
 
 from __future__ import annotations

@@ -174,6 +174,12 @@ def certified(
     dafButler = require_butler()
     _check_collections(butler, [collection], repo)
     registry = butler.registry
+    ctype = registry.getCollectionType(collection)
+    if ctype not in (dafButler.CollectionType.CALIBRATION, dafButler.CollectionType.CHAINED):
+        raise ConfigError(
+            f"--collections {collection}: a {ctype.name} collection; certified calibrations "
+            "are in a CALIBRATION collection (or a chain of them), e.g. LSSTCam/calib"
+        )
     out: list[CertifiedDataset] = []
     for calib_type in calib_types:
         try:

@@ -13,6 +13,7 @@ CALIBRATION collection. Files are ingested with a formatter daf_butler ships
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,33 @@ from lsst.daf.butler import (
 )
 
 from calibmon.io import detectors as dets
+
+# The tests' nights (conftest.py builds them once per session)
+DETECTORS = ["R22_S11", "R01_S01"]
+NIGHT1, NIGHT2 = "20251121", "20251122"
+SIM = {"small": True, "camera_seed": 5, "n_bias": 5, "n_dark": 5, "n_flat": 6}
+
+
+@dataclass
+class Repo:
+    root: Path
+    raw: Path  # simulated raws, NIGHT1/ and NIGHT2/ below
+
+
+CALIB_RUN = "LSSTCam/calib/DM-00001/20251121"
+LATER_RUN = "LSSTCam/calib/DM-00002/20251124"
+CERT_BEGIN = "2025-11-22T00:00:00"  # TAI midnight: day_obs 20251122 on (calibmon.butler.dayobs)
+LATER_BEGIN = "2025-11-25T00:00:00"
+
+
+@dataclass
+class Calibs:
+    repo: Repo
+    uuids: dict[tuple[str, str], str]  # (calib_type, detector_name) -> Butler dataset id
+    later_bias: str  # R22_S11's second bias, certified from LATER_BEGIN on
+    products: dict[tuple[str, str], Path]  # the calibmon products they were made from
+    stack_files: dict[tuple[str, str], Path]
+
 
 INSTRUMENT = "LSSTCam"
 FORMATTER = "lsst.daf.butler.tests.testFormatters.MultipleExtensionsFormatter"

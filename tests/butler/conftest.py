@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DETECTORS = ["R22_S11", "R01_S01"]
-NIGHT1, NIGHT2 = "20251121", "20251122"
-SIM = {"small": True, "camera_seed": 5, "n_bias": 5, "n_dark": 5, "n_flat": 6}
-
-
-@dataclass
-class Repo:
-    root: Path
-    raw: Path  # simulated raws, NIGHT1/ and NIGHT2/ below
+from butler_repo import (
+    CALIB_RUN,
+    CERT_BEGIN,
+    DETECTORS,
+    LATER_BEGIN,
+    LATER_RUN,
+    NIGHT1,
+    NIGHT2,
+    SIM,
+    Calibs,
+    Repo,
+)
 
 
 @pytest.fixture(scope="session")
@@ -35,21 +37,6 @@ def butler_night(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     butler = make_repo(base / "repo", DETECTORS)
     ingest_raws(butler, sorted(raw.rglob("*.fits*")))
     return Repo(root=base / "repo", raw=raw)
-
-
-CALIB_RUN = "LSSTCam/calib/DM-00001/20251121"
-LATER_RUN = "LSSTCam/calib/DM-00002/20251124"
-CERT_BEGIN = "2025-11-22T00:00:00"  # TAI midnight: day_obs 20251122 on (calibmon.butler.dayobs)
-LATER_BEGIN = "2025-11-25T00:00:00"
-
-
-@dataclass
-class Calibs:
-    repo: Repo
-    uuids: dict[tuple[str, str], str]  # (calib_type, detector_name) -> Butler dataset id
-    later_bias: str  # R22_S11's second bias, certified from LATER_BEGIN on
-    products: dict[tuple[str, str], Path]  # the calibmon products they were made from
-    stack_files: dict[tuple[str, str], Path]
 
 
 def _run_quiet(*argv: str) -> str:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import NIGHT2, Calibs
+from butler_repo import NIGHT2, Calibs
 
 from calibmon.cli import main
 
@@ -182,13 +182,15 @@ def test_import_problems_are_one_line_each(butler_calibs: Calibs, tmp_path, caps
                       "--collections", "LSSTCam/calib", "--calib-type", "bias,ptc",
                       "--store", str(tmp_path / "cm.sqlite"))  # fmt: skip
     assert rc == 2 and "--calib-type ptc" in err
+    rc, _, err = _cli(capsys, "calibs", "import", "--butler", str(tmp_path / "repo"),
+                      "--collections", "LSSTCam/calib/x", "--store", str(tmp_path / "cm.sqlite"))  # fmt: skip
+    assert rc == 2 and "a RUN collection; certified calibrations are in a CALIBRATION" in err
 
 
 def test_chained_collection_first_child_wins(butler_calibs: Calibs, tmp_path, capsys) -> None:
     """Through a CHAINED collection [B, A] whose children both certify R22_S11's bias on
     20251125, the Butler hands out B's; calibmon's registry must agree after the import."""
-    from butler_repo import certify, ingest_calib, ingest_raws, make_repo
-    from conftest import NIGHT1
+    from butler_repo import NIGHT1, certify, ingest_calib, ingest_raws, make_repo
     from lsst.daf.butler import CollectionType
 
     butler = make_repo(tmp_path / "repo", ["R22_S11"])

@@ -12,8 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from butler_repo import ingest_raws, make_repo
-from conftest import NIGHT1, Repo
+from butler_repo import NIGHT1, Repo, ingest_raws, make_repo
 
 from calibmon.cli import main
 

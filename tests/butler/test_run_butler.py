@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NIGHT1, Repo
+from butler_repo import NIGHT1, Repo
 
 from calibmon.cli import main
 

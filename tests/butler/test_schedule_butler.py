@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import NIGHT1, NIGHT2, Repo
+from butler_repo import NIGHT1, NIGHT2, Repo
 
 from calibmon.config import load_settings
 from calibmon.errors import ConfigError
