@@ -263,8 +263,10 @@ def register(subparsers: Any) -> None:
     _common(a)
 
     a = _sub(actions, "list", "list certifications as '[begin, end) id source-run type "
-             "instrument detector [filter]'", "calibmon calibs list --calib-type flat",
-             cmd_list)  # fmt: skip
+             "instrument detector [filter]'; with --butler and --day-obs, which dataset the "
+             "collection hands out per detector that day and whether calibmon has it",
+             "calibmon calibs list --calib-type flat\n  calibmon calibs list --butler "
+             "/repo/embargo --collections LSSTCam/calib --day-obs 20251122", cmd_list)  # fmt: skip
     a.add_argument("--calib-type", choices=["bias", "dark", "flat", "defects"])
     a.add_argument("--all", action="store_true", help="also products never certified")
     _butler_args(a, cli, day_obs=True)
@@ -278,7 +280,11 @@ def register(subparsers: Any) -> None:
 
     a = _sub(actions, "import", "register an externally built product of calibmon's per-amp "
              "layout after checking it (every amp HDU present, trimmed shape of its geometry); "
-             "prints its id", "calibmon calibs import bias_R22_S11.fits", cmd_import)  # fmt: skip
+             "prints its id; with --butler, the certified calibrations of a CALIBRATION "
+             "collection under their UUIDs, one '<uuid> <type> <detector> [begin, end)' a line",
+             "calibmon calibs import bias_R22_S11.fits\n  calibmon calibs import --butler "
+             "/repo/embargo --collections LSSTCam/calib --calib-type bias,dark,flat,defects",
+             cmd_import)  # fmt: skip
     a.add_argument("file", nargs="?", help="product FITS file (or --butler)")
     a.add_argument("--output-dir", help="where the copy goes (default: calibs/ beside the store)")
     _butler_args(a, cli)
