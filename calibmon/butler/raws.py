@@ -40,7 +40,7 @@ class ProvenanceStore:
     def write_records(self, records: Sequence[MetricRecord], run_id: str) -> int:
         tagged = [
             r.model_copy(
-                update={"provenance": Provenance(**r.provenance.model_dump(), **self._extra)}
+                update={"provenance": Provenance(**{**r.provenance.model_dump(), **self._extra})}
             )
             for r in records
         ]
