@@ -213,6 +213,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args, workers=args.workers)
     _setup_logging(args, settings)
+    if getattr(args, "butler", None):
+        return _run_butler(args, settings)
+    if not args.input:
+        raise ConfigError("run needs --input DIR or --butler REPO")
     if not Path(args.input).exists():
         raise ConfigError(f"--input {args.input} does not exist")
     with _open_store(settings) as store:
@@ -221,6 +225,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=_Progress("measuring"),
         )  # fmt: skip
         _after_run(settings, store, summary)
+    _print_run_summary(summary)
+    return EXIT_OK if summary.ok else EXIT_REJECTED
+
+
+def _run_butler(args: argparse.Namespace, settings) -> int:
+    """``run --butler``: the day's raws of a Butler repository (calibmon.butler.raws)."""
+    from calibmon.butler import require_butler
+
+    require_butler()
+    from calibmon.butler.raws import run_butler
+    from calibmon.butler.repo import split_collections
+
+    if args.input or not args.day_obs:
+        raise ConfigError("run --butler needs --day-obs and no --input")
+    with _open_store(settings) as store:
+        summary, info = run_butler(
+            args.butler, settings, store, day_obs=args.day_obs,
+            collections=split_collections(args.collections), instrument=args.instrument,
+            detectors=args.detectors, progress=_Progress("measuring"),
+        )  # fmt: skip
+        _after_run(settings, store, summary)
+    copied = f", {info.n_copied} remote files read from local copies" if info.n_copied else ""
+    print(f"butler {info.repo} ({', '.join(info.collections)}): {info.n_datasets} raw "
+          f"datasets of {info.instrument} day_obs {info.day_obs}{copied}")  # fmt: skip
     _print_run_summary(summary)
     return EXIT_OK if summary.ok else EXIT_REJECTED
 
@@ -461,12 +489,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "run", "process every exposure under DIR into the store and sinks; exit 0 "
              "when all inputs were processed, 1 when some were rejected, 2 on usage error",
-             "calibmon run --input /data/raw --day-obs 20251121 --store cm.sqlite",
+             "calibmon run --input /data/raw --day-obs 20251121 --store cm.sqlite\n  "
+             "calibmon run --butler /repo/embargo --collections LSSTCam/raw/all "
+             "--day-obs 20251121",
              cmd_run)  # fmt: skip
-    p.add_argument("--input", required=True, help="directory searched for *.fits / *.fits.fz")
+    p.add_argument("--input", help="directory searched for *.fits / *.fits.fz")
     p.add_argument("--day-obs", type=_day_obs, help="only this day_obs (YYYYMMDD)")
     p.add_argument("--detectors", type=_detectors, help="only these detectors (R22_S11,...)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument(
+        "--butler",
+        metavar="REPO",
+        help="instead of --input: the day's bias/dark/"
+        "flat raws of this Butler repository (needs calibmon[butler], --day-obs)",
+    )
+    p.add_argument(
+        "--collections",
+        help="with --butler: raw collections, comma-separated (default <instrument>/raw/all)",
+    )
+    p.add_argument("--instrument", help="with --butler: instrument (default from config)")
     _common(p)
 
     p = _sub(subs, "export", "write the stored metric records (jsonl: one JSON object a line)",

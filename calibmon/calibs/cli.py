@@ -8,6 +8,9 @@ calls every registrar in ``_REGISTRARS``)::
     calibmon calibs list [--calib-type bias] [--all]
     calibmon calibs validity ID
     calibmon calibs import FILE
+    calibmon calibs import --butler REPO --collections LSSTCam/calib [--calib-type bias,flat]
+    calibmon calibs list --butler REPO --collections LSSTCam/calib --day-obs 20251122
+    calibmon calibs used FILE... [--format json] [--butler REPO]
 
 Exit codes as everywhere (``calibmon.cli``): 0 done, 1 an input was wrong (unknown id,
 unusable product file, frames rejected or a detector not built), 2 usage.
@@ -108,6 +111,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from calibmon.calibs import registry
     from calibmon.store import calibs as db
 
+    if getattr(args, "butler", None):
+        return _butler_cmd(args, "cmd_list_butler")
     _, store = _open(args)
     with store:
         certs = db.list_certifications(store, calib_type=args.calib_type)
@@ -153,6 +158,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from calibmon.store import calibs as db
     from calibmon.store.sqlite import utc_now_iso
 
+    if getattr(args, "butler", None):
+        return _butler_cmd(args, "cmd_import_butler")
+    if not args.file:
+        raise ConfigError("calibs import needs FILE or --butler REPO --collections COLL")
     src = Path(args.file)
     if not src.is_file():
         raise CalibError(f"{src}: no such file")
@@ -189,6 +198,25 @@ def cmd_import(args: argparse.Namespace) -> int:
         ))  # fmt: skip
     print(pid)
     return _cli().EXIT_OK
+
+
+def _butler_cmd(args: argparse.Namespace, name: str) -> int:
+    """The ``--butler`` variants live in calibmon.butler.cli (needs calibmon[butler])."""
+    from calibmon.butler import require_butler
+
+    require_butler()
+    import calibmon.butler.cli as bcli
+
+    return int(getattr(bcli, name)(args))
+
+
+def cmd_used(args: argparse.Namespace) -> int:
+    """Reading the cards needs no Butler; ``--butler`` does (calibmon[butler])."""
+    if getattr(args, "butler", None):
+        return _butler_cmd(args, "cmd_used")
+    import calibmon.butler.cli as bcli
+
+    return int(bcli.cmd_used(args))
 
 
 def _set_calib_id(path: Path, pid: str) -> None:
@@ -235,10 +263,13 @@ def register(subparsers: Any) -> None:
     _common(a)
 
     a = _sub(actions, "list", "list certifications as '[begin, end) id source-run type "
-             "instrument detector [filter]'", "calibmon calibs list --calib-type flat",
-             cmd_list)  # fmt: skip
+             "instrument detector [filter]'; with --butler and --day-obs, which dataset the "
+             "collection hands out per detector that day and whether calibmon has it",
+             "calibmon calibs list --calib-type flat\n  calibmon calibs list --butler "
+             "/repo/embargo --collections LSSTCam/calib --day-obs 20251122", cmd_list)  # fmt: skip
     a.add_argument("--calib-type", choices=["bias", "dark", "flat", "defects"])
     a.add_argument("--all", action="store_true", help="also products never certified")
+    _butler_args(a, cli, day_obs=True)
     _common(a)
 
     a = _sub(actions, "validity", "per detector (and failing amp), the day_obs range over "
@@ -249,10 +280,42 @@ def register(subparsers: Any) -> None:
 
     a = _sub(actions, "import", "register an externally built product of calibmon's per-amp "
              "layout after checking it (every amp HDU present, trimmed shape of its geometry); "
-             "prints its id", "calibmon calibs import bias_R22_S11.fits", cmd_import)  # fmt: skip
-    a.add_argument("file", help="product FITS file")
+             "prints its id; with --butler, the certified calibrations of a CALIBRATION "
+             "collection under their UUIDs, one '<uuid> <type> <detector> [begin, end)' a line",
+             "calibmon calibs import bias_R22_S11.fits\n  calibmon calibs import --butler "
+             "/repo/embargo --collections LSSTCam/calib --calib-type bias,dark,flat,defects",
+             cmd_import)  # fmt: skip
+    a.add_argument("file", nargs="?", help="product FITS file (or --butler)")
     a.add_argument("--output-dir", help="where the copy goes (default: calibs/ beside the store)")
+    _butler_args(a, cli)
     _common(a)
+
+    a = _sub(actions, "used", "which calibrations were applied to processed exposures (their "
+             "LSST CALIB RUN/UUID/DATE <TYPE> cards) and what calibmon knows of each UUID: "
+             "product, certification, that day's verification",
+             "calibmon calibs used postISRCCD_*.fits --format json --butler /repo/embargo",
+             cmd_used)  # fmt: skip
+    a.add_argument("files", nargs="+", metavar="FILE", help="processed exposures (FITS)")
+    a.add_argument("--format", choices=["text", "json"], default="text",
+                   help="json: one object a line")  # fmt: skip
+    a.add_argument("--butler", metavar="REPO", help="also the datasets' type/run/data id here")
+    _common(a)
+
+
+def _butler_args(a: argparse.ArgumentParser, cli: Any, day_obs: bool = False) -> None:
+    """``--butler`` options of ``calibs import`` / ``calibs list`` (calibmon.butler.cli)."""
+    a.add_argument("--butler", metavar="REPO", help="a Butler repository (needs calibmon[butler])")
+    a.add_argument("--collections", help="with --butler: the CALIBRATION (or chained) collection")
+    a.add_argument("--instrument", help="with --butler: instrument (default LSSTCam)")
+    a.add_argument("--detectors", type=cli._detectors, help="with --butler: only these detectors")
+    if day_obs:
+        a.add_argument("--day-obs", type=cli._day_obs,
+                       help="with --butler: what the collection hands out on this day_obs")  # fmt: skip
+    else:
+        a.add_argument("--calib-type", help="with --butler: comma-separated subset of "
+                       "bias,dark,flat,defects (default all)")  # fmt: skip
+        a.add_argument("--raw-collections", help="with --butler: raws giving each detector's "
+                       "amp geometry (default <instrument>/raw/all)")  # fmt: skip
 
 
 def _no_action(args: argparse.Namespace) -> int:

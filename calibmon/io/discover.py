@@ -198,10 +198,26 @@ def discover(
     ``day_obs``, ``detectors`` and ``kinds`` restrict what is grouped; files outside the
     selection are counted as skipped.
     """
+    return discover_files(
+        find_raw_files(root), day_obs=day_obs, instrument=instrument, detectors=detectors,
+        kinds=kinds,
+    )  # fmt: skip
+
+
+def discover_files(
+    paths: Iterable[str | Path],
+    *,
+    day_obs: str | None = None,
+    instrument: str | None = None,
+    detectors: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+) -> Discovery:
+    """:func:`discover` over a given list of files (e.g. the local paths of a Butler
+    query's URIs) instead of a directory walk; the same selection and grouping."""
     result = Discovery()
     headers: list[RawHeader] = []
     wanted = set(detectors) if detectors else None
-    for path in find_raw_files(root):
+    for path in paths:
         result.n_files += 1
         try:
             h = read_primary_header(path)

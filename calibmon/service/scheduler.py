@@ -327,6 +327,11 @@ class Service:
         settings = self.job_settings(spec)
         instrument = settings.instrument
         for day in window:
+            if spec.butler is not None and self.input_override is None:
+                from calibmon.butler.schedule import process_butler_day
+
+                process_butler_day(self, spec, settings, day, instrument, f)
+                continue
             for input_dir in spec.input_dirs(day, self.input_override):
                 if self.stopping:
                     f.outcome = "interrupted"
@@ -353,8 +358,12 @@ class Service:
         day: str,
         instrument: str | None,
         f: Firing,
+        disc: Discovery | None = None,
+        store: Any = None,
     ) -> None:
-        disc = discover(
+        """``disc``/``store``: a scan made elsewhere (a Butler query) and the store the
+        records go through (the Butler's provenance); default: scan ``input_dir``."""
+        disc = disc if disc is not None else discover(
             input_dir, day_obs=day, instrument=instrument, detectors=spec.detector_list,
             kinds=spec.discover_kinds,
         )  # fmt: skip
@@ -386,7 +395,8 @@ class Service:
                     if self.metrics is not None:
                         self.metrics.files_rejected.inc(len(header_rejected))
                 summary = self._run_unit(spec, settings, input_dir, day, inst, det, unit,
-                                         len(exposures), header_rejected, f, disc)  # fmt: skip
+                                         len(exposures), header_rejected, f, disc,
+                                         store=store)  # fmt: skip
                 if summary is not None:
                     summaries.append(summary)
                 if day not in f.day_obs:
@@ -442,12 +452,13 @@ class Service:
         header_rejected: set[str],
         f: Firing,
         disc: Discovery | None = None,
+        store: Any = None,
     ) -> RunSummary | None:
         if not settings.instrument:
             settings = settings.model_copy(update={"instrument": instrument})
         try:
             summary = self.runner(
-                input_dir, settings, self.store, day_obs=day, detectors=[det],
+                input_dir, settings, store or self.store, day_obs=day, detectors=[det],
                 kinds=list(spec.discover_kinds), command=f"serve:{spec.name}",
                 discovery=disc, camera_summaries=False,
             )  # fmt: skip

@@ -1,7 +1,8 @@
 """Scheduled jobs: ``schedules/*.yaml``, validated once at start-up (DESIGN.md §7).
 
 A file holds one job (a mapping) or several (``jobs:`` list). A job says *what* to
-process (``kinds``, ``instrument``, ``detectors``, ``input``), *when* (a five-field
+process (``kinds``, ``instrument``, ``detectors``, ``input`` or ``butler: {repo,
+collections}``, a Butler query needing calibmon[butler]), *when* (a five-field
 ``cron`` expression in ``timezone``), *which day_obs* a firing targets (``day_obs:
 previous`` for a daily job after the 12:00 UTC rollover, ``current`` for a polling job)
 and how far back it looks for unfinished days (``catch_up_days``). Each firing processes
@@ -106,6 +107,22 @@ class ExpectedCalib(BaseModel):
     within_days: int = Field(1, ge=1, le=366)
 
 
+class ButlerSource(BaseModel):
+    """A job's input as a Butler query (needs calibmon[butler]): the day's bias/dark/flat
+    ``raw`` datasets of ``collections`` (default ``<instrument>/raw/all``) in ``repo``, as
+    ``calibmon run --butler`` selects them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = Field(min_length=1)
+    collections: tuple[str, ...] = ()
+
+    @field_validator("collections", mode="before")
+    @classmethod
+    def _collections_list(cls, v: Any) -> Any:
+        return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
+
+
 class JobSpec(BaseModel):
     """One scheduled job (one entry of ``schedules/*.yaml``)."""
 
@@ -118,6 +135,7 @@ class JobSpec(BaseModel):
     instrument: str | None = None
     detectors: Literal["all"] | tuple[str, ...] = "all"
     input: str | None = None
+    butler: ButlerSource | None = None  # instead of input: a Butler query
     cron: str
     timezone: str = "UTC"
     day_obs: Literal["previous", "current"] = "previous"
@@ -196,6 +214,8 @@ class JobSpec(BaseModel):
                 raise ValueError("expected: a staleness job lists the calibrations it expects")
         elif self.expected:
             raise ValueError("expected: only a staleness job has 'expected'")
+        if self.butler is not None and self.input is not None:
+            raise ValueError("butler: a job reads a directory (input) or a Butler, not both")
         kinds = [e.kind for e in self.expected]
         if len(set(kinds)) != len(kinds):
             raise ValueError("expected: each kind at most once")
