@@ -356,7 +356,7 @@ class Service:
     ) -> None:
         disc = discover(
             input_dir, day_obs=day, instrument=instrument, detectors=spec.detector_list,
-            kinds=spec.discover_kinds,
+            kinds=spec.discover_kinds, instruments_extra=settings.instruments_extra,
         )  # fmt: skip
         # Files rejected from their header alone belong to no detector: every
         # per-detector run sees them again, so they are counted once, here.
