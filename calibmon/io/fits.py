@@ -37,6 +37,9 @@ CALIB_IMGTYPES: dict[str, str] = {"BIAS": "bias", "ZERO": "bias", "DARK": "dark"
 # size means the file was cut short (or grown) in transfer.
 FITS_BLOCK_BYTES = 2880
 
+# A raw HDU header is a few blocks (36 cards each); a damaged one is read this far at most.
+MAX_HEADER_BLOCKS = 32
+
 # CCD vendors of the Rubin cameras (CCD_MANU, upper-cased).
 VENDORS = ("ITL", "E2V")
 
@@ -268,6 +271,40 @@ class RawFile:
         except FOREIGN_ERRORS as exc:
             self.close()
             raise InputError(self.path, f"cannot list HDUs ({_short(exc)})") from exc
+        self._damaged: InputError | None = self._find_damaged_hdu()
+
+    def _find_damaged_hdu(self) -> InputError | None:
+        """CFITSIO stops listing HDUs at a header it cannot parse: when the last HDU it
+        listed ends before the file does, name what is wrong with the next header."""
+        try:
+            n = len(self._fits)
+            end = int(self._fits[n - 1].get_info().get("data_end") or 0)
+        except FOREIGN_ERRORS:
+            return None
+        if end > self._size:
+            return InputError(
+                self.path, f"HDU {n}: data ends at byte {end}, file has {self._size} (truncated)"
+            )
+        if end <= 0 or end == self._size:
+            return None
+        where = f"HDU {n + 1} (at byte {end})"
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(end)
+                blob = f.read(FITS_BLOCK_BYTES * MAX_HEADER_BLOCKS)
+        except OSError as exc:
+            return InputError(self.path, f"{where}: cannot read ({exc.strerror})")
+        try:
+            cards = val.raw_header_cards(blob)
+            n_cards = next(
+                (i for i in range(0, len(blob), 80) if blob[i : i + 8] == b"END     "), 0
+            )
+            header_bytes = -(-(n_cards + 80) // FITS_BLOCK_BYTES) * FITS_BLOCK_BYTES
+            left = self._size - end - header_bytes
+            val.diagnose_raw_header(self.path, where, cards, left)
+        except InputError as err:
+            return err
+        return InputError(self.path, f"{where}: header unreadable (damaged)")
 
     @property
     def amps(self) -> list[str]:
@@ -278,6 +315,8 @@ class RawFile:
         """Raise :class:`InputError` unless all 16 (8 for wavefront) segments are present."""
         expected = dets.AMP_ORDER_8 if dets.is_wavefront(detector_name) else dets.AMP_ORDER_16
         missing = [a for a in expected if a not in self._index]
+        if missing and self._damaged is not None:
+            raise self._damaged
         if missing:
             segs = ", ".join("Segment" + a[1:] for a in missing[:4])
             more = f" (+{len(missing) - 4} more)" if len(missing) > 4 else ""

@@ -302,6 +302,88 @@ def _check_compressed(
                     raise InputError(path, f"{seg}: BYTEPIX={show(bytepix)} with ZBITPIX={zbitpix}")
 
 
+# Keys whose value must be an integer in a standard/compressed image extension header.
+_STRUCTURE_INTS = ("BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT")
+_STRUCTURE_ZINTS = ("ZBITPIX", "ZNAXIS", "ZNAXIS1", "ZNAXIS2", "ZTILE1", "ZTILE2")
+
+
+def raw_header_cards(blob: bytes) -> dict[str, str]:
+    """``KEY → value text`` of the header starting at ``blob[0]`` (to its END card),
+    parsed without CFITSIO: for naming what is wrong in a header CFITSIO refused."""
+    cards: dict[str, str] = {}
+    for p in range(0, len(blob) - 79, 80):
+        card = blob[p : p + 80].decode("ascii", "replace")
+        key = card[:8].strip()
+        if key == "END":
+            break
+        if card[8:10] == "= " and key not in cards:
+            value = card[10:]
+            if value.lstrip().startswith("'"):
+                end = value.find("'", value.find("'") + 1)
+                cards[key] = value[: end + 1].strip() if end > 0 else value.strip()
+            else:
+                cards[key] = value.split("/")[0].strip()
+    return cards
+
+
+def diagnose_raw_header(
+    path: str, where: str, cards: Mapping[str, str], bytes_left: int | None = None
+) -> None:
+    """Raise naming the first structural key of a damaged extension header that is not
+    what the standard (FITS 4.0 §4.4, §10) requires, or that promises more data than the
+    ``bytes_left`` after the header; return when none is found."""
+    if cards.get("XTENSION", "").strip("' ").upper() not in ("IMAGE", "BINTABLE", "TABLE"):
+        raise InputError(path, f"{where}: XTENSION={show(cards.get('XTENSION'))} is not an HDU")
+    keys = _STRUCTURE_INTS + (_STRUCTURE_ZINTS if "ZIMAGE" in cards else ())
+    for key in keys:
+        if key not in cards:
+            if key in ("NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "ZTILE1", "ZTILE2"):
+                continue
+            raise InputError(path, f"{where}: no {key}")
+        text = cards[key]
+        try:
+            v = int(text)
+        except ValueError:
+            raise InputError(path, f"{where}: {key}={show(text)} is not an integer") from None
+        if key in ("BITPIX", "ZBITPIX") and v not in _BITPIX:
+            raise InputError(path, f"{where}: {key}={v} is not a FITS pixel type")
+        if key in ("NAXIS", "ZNAXIS") and not 0 <= v <= 999:
+            raise InputError(path, f"{where}: {key}={v} outside 0..999")
+        if key.startswith(("ZNAXIS", "ZTILE")) and key[-1].isdigit() and not 0 < v <= MAX_AMP_AXIS:
+            raise InputError(path, f"{where}: {key}={v} outside 1..{MAX_AMP_AXIS}")
+        if key in ("NAXIS1", "NAXIS2", "PCOUNT") and v < 0:
+            raise InputError(path, f"{where}: {key}={v} is negative")
+    ints = {k: int(cards[k]) for k in keys if k in cards}
+    is_table = cards.get("XTENSION", "").strip("' ").upper() == "BINTABLE"
+    if is_table and ints.get("NAXIS2", 0) > 0 and ints.get("NAXIS1", 0) <= 0:
+        raise InputError(path, f"{where}: NAXIS1={ints.get('NAXIS1')}: table rows have no width")
+    if "ZIMAGE" in cards:
+        cmp = cards.get("ZCMPTYPE", "").strip("' ").upper()
+        if cmp not in COMPRESSION_TYPES:
+            raise InputError(
+                path, f"{where}: ZCMPTYPE={show(cards.get('ZCMPTYPE'))} is not a compression type"
+            )
+        if ints["ZNAXIS"] != 2:
+            raise InputError(path, f"{where}: ZNAXIS={ints['ZNAXIS']}, not a 2-D image")
+        nx, ny = ints.get("ZNAXIS1", 0), ints.get("ZNAXIS2", 0)
+        tx, ty = ints.get("ZTILE1", nx), ints.get("ZTILE2", 1)
+        if tx > nx or ty > ny:
+            raise InputError(path, f"{where}: ZTILE1/2=({tx}, {ty}) larger than the image")
+        n_tiles = -(-nx // max(tx, 1)) * -(-ny // max(ty, 1))
+        if ints.get("NAXIS2") != n_tiles:
+            raise InputError(
+                path, f"{where}: NAXIS2={ints.get('NAXIS2')} rows, the tiles need {n_tiles}"
+            )
+    size = abs(ints["BITPIX"]) // 8 if ints.get("NAXIS") else 0
+    for i in range(1, min(ints.get("NAXIS", 0), 2) + 1):
+        size *= ints.get(f"NAXIS{i}", 0)
+    size += ints.get("PCOUNT", 0)
+    if bytes_left is not None and size > bytes_left:
+        raise InputError(
+            path, f"{where}: header promises {size} bytes of data, the file has {bytes_left}"
+        )
+
+
 def check_pixels_shape(path: str, seg: str, data: Any, geom: AmpGeometry) -> None:
     """After decoding: the array is 2-D with the shape the header promised."""
     shape = getattr(data, "shape", None)
@@ -337,8 +419,10 @@ __all__ = [
     "check_seqnum",
     "check_start_consistent",
     "day_obs_window",
+    "diagnose_raw_header",
     "mjd_to_utc",
     "number",
     "parse_date",
+    "raw_header_cards",
     "show",
 ]
