@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from calibmon.errors import InputError
 from calibmon.io.discover import discover
@@ -27,7 +29,7 @@ from calibmon.io.fits import RawFile, read_primary_header
 from calibmon.simulate import simulate_night
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import Mutant, corpus
+from corpus import CARD, Mutant, card, corpus, find_card, hdu_spans
 
 GOOD_DAY, MUTANT_DAY = "20251121", "20251122"
 N_MUTANTS = int(os.environ.get("FUZZ_N", "2400"))
@@ -89,6 +91,46 @@ def test_corpus_in_process(seed_files: list[bytes], tmp_path: Path, chunk: int) 
         path.unlink()
     assert not failures, f"{len(failures)} of {n} mutants misbehaved:\n" + "\n".join(failures[:20])
     assert sum(cats.values()) == n
+
+
+# A FITS literal for any card: integers of any size, floats, strings with any printable
+# characters (quotes doubled), logicals, and raw text that is no literal at all.
+FITS_VALUES = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: f"{f:.10G}"),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(
+        lambda t: "'" + t.replace("'", "''") + "'"
+    ),
+    st.sampled_from(["T", "F", "NaN", "'NaN'", "inf", "", "()", "1E999"]),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
+)
+PRIMARY_KEYS = ("INSTRUME", "DAYOBS", "SEQNUM", "IMGTYPE", "OBSTYPE", "EXPTIME", "DARKTIME",
+                "DATE-BEG", "DATE-OBS", "MJD-BEG", "MJD-OBS", "TIMESYS", "RAFTBAY", "CCDSLOT",
+                "CCD_MANU", "FILTER", "TESTTYPE", "REASON", "BITPIX", "NAXIS")  # fmt: skip
+IMAGE_KEYS = ("XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS",
+              "TFORM1", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZNAXIS1", "ZNAXIS2", "ZTILE1", "ZTILE2",
+              "ZCMPTYPE", "ZNAME1", "ZVAL1", "ZNAME2", "ZVAL2", "EXTNAME", "DATASEC")  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(data=st.data())
+def test_any_value_in_any_card(seed_files: list[bytes], tmp_path: Path, data) -> None:
+    """hypothesis: one card of the primary or of one image HDU gets any FITS value; the
+    file is read or rejected with one line naming it, nothing else."""
+    blob = seed_files[data.draw(st.integers(0, len(seed_files) - 1))]
+    spans = hdu_spans(blob)
+    k = data.draw(st.integers(0, len(spans) - 1))
+    key = data.draw(st.sampled_from(PRIMARY_KEYS if k == 0 else IMAGE_KEYS))
+    pos = find_card(blob, key, spans[k].header_start, spans[k].header_end)
+    value = data.draw(FITS_VALUES)
+    b = bytearray(blob)
+    if pos is not None:
+        b[pos : pos + CARD] = card(key, value)
+    path = tmp_path / "card.fits"
+    path.write_bytes(bytes(b))
+    m = Mutant("hypothesis", "hypothesis", bytes(b), 0, False, f"HDU {k} {key}={value}")
+    assert check_one(path, m) is None
 
 
 def test_corpus_covers_every_category(seed_files: list[bytes]) -> None:
