@@ -256,6 +256,10 @@ class RawFile:
                 "blocks",
             )
         try:
+            val.check_file_structure(self.path, self._size, MAX_HEADER_BLOCKS)
+        except OSError as exc:
+            raise InputError(self.path, f"cannot read ({exc.strerror})") from exc
+        try:
             self._fits = fitsio.FITS(self.path, "r")
         except FOREIGN_ERRORS as exc:
             raise InputError(self.path, f"not a readable FITS file ({_short(exc)})") from exc

@@ -384,6 +384,72 @@ def diagnose_raw_header(
         )
 
 
+# At most this many HDUs are walked (a raw has 17, or 9 plus a few extras).
+MAX_HDUS = 200
+_BLOCK = 2880
+
+
+def _card_int(path: str, where: str, cards: Mapping[str, str], key: str, lo: int) -> int:
+    text = cards.get(key)
+    try:
+        v = int(text) if text is not None else None
+    except ValueError:
+        v = None
+    if v is None or v < lo:
+        raise InputError(path, f"{where}: {key}={show(text)} is not an integer ≥ {lo}")
+    return v
+
+
+def check_file_structure(path: str, size: int, max_header_blocks: int = 32) -> None:
+    """Walk every HDU's header from the file's bytes, without CFITSIO, before CFITSIO lists
+    them: the sizes that locate the next HDU (``BITPIX``, ``NAXISn``, ``PCOUNT``, ``GCOUNT``)
+    and, for tile-compressed images, ``ZNAXISn``/``ZTILEn`` must be whole numbers in range
+    (CFITSIO 4 divides by ``ZNAXISn`` when it lists a compressed HDU: a ``0`` there kills
+    the process with SIGFPE), and every HDU must end inside the file. Bytes after the last
+    HDU that do not start an extension are left alone (CFITSIO ignores them too)."""
+    pos, n = 0, 0
+    with open(path, "rb") as f:
+        while pos < size and n < MAX_HDUS:
+            f.seek(pos)
+            blob = f.read(_BLOCK * max_header_blocks)
+            if n > 0 and not blob.startswith(b"XTENSION"):
+                return  # junk after the last HDU
+            end = next((i for i in range(0, len(blob) - 79, 80) if blob[i : i + 8] == b"END     "),
+                       None)  # fmt: skip
+            where = f"HDU {n + 1} (at byte {pos})"
+            if end is None:
+                raise InputError(path, f"{where}: header has no END card")
+            cards = raw_header_cards(blob[: end + 80])
+            if n == 0 and cards.get("SIMPLE") != "T":
+                raise InputError(path, f"{where}: SIMPLE={show(cards.get('SIMPLE'))}, not FITS")
+            bitpix = _card_int(path, where, cards, "BITPIX", -64)
+            if bitpix not in _BITPIX:
+                raise InputError(path, f"{where}: BITPIX={bitpix} is not a FITS pixel type")
+            naxis = _card_int(path, where, cards, "NAXIS", 0)
+            if naxis > 999:
+                raise InputError(path, f"{where}: NAXIS={naxis} outside 0..999")
+            data = abs(bitpix) // 8 if naxis else 0
+            for i in range(1, naxis + 1):
+                data *= _card_int(path, where, cards, f"NAXIS{i}", 0)
+            if n > 0 and naxis:
+                pcount = _card_int(path, where, cards, "PCOUNT", 0) if "PCOUNT" in cards else 0
+                gcount = _card_int(path, where, cards, "GCOUNT", 1) if "GCOUNT" in cards else 1
+                data = gcount * (data + pcount * abs(bitpix) // 8)
+            if "ZIMAGE" in cards:
+                znaxis = _card_int(path, where, cards, "ZNAXIS", 1)
+                for i in range(1, min(znaxis, 999) + 1):
+                    _card_int(path, where, cards, f"ZNAXIS{i}", 1)
+                    if f"ZTILE{i}" in cards:
+                        _card_int(path, where, cards, f"ZTILE{i}", 1)
+            header_bytes = -(-(end + 80) // _BLOCK) * _BLOCK
+            pos += header_bytes + -(-data // _BLOCK) * _BLOCK
+            if pos > size:
+                raise InputError(
+                    path, f"{where}: header promises data to byte {pos}, file has {size}"
+                )
+            n += 1
+
+
 def check_pixels_shape(path: str, seg: str, data: Any, geom: AmpGeometry) -> None:
     """After decoding: the array is 2-D with the shape the header promised."""
     shape = getattr(data, "shape", None)
@@ -413,6 +479,7 @@ __all__ = [
     "check_day_obs",
     "check_detector",
     "check_duration",
+    "check_file_structure",
     "check_image_hdu",
     "check_instrument",
     "check_pixels_shape",

@@ -115,6 +115,7 @@ PRIMARY_HOSTILE: tuple[tuple[str, str], ...] = (
 IMAGE_HOSTILE: tuple[tuple[str, str], ...] = (
     ("ZNAXIS1", "999999999"), ("ZNAXIS2", "999999999"), ("ZNAXIS1", "0"), ("ZNAXIS1", "-7"),
     ("ZNAXIS1", "100"), ("ZNAXIS2", "3"), ("ZNAXIS", "3"), ("ZNAXIS", "1"),
+    ("ZNAXIS2", "0"), ("ZNAXIS2", "0     160"), ("ZTILE2", "0"),  # CFITSIO SIGFPE
     ("ZBITPIX", "1"), ("ZBITPIX", "12"), ("ZBITPIX", "-32"), ("ZBITPIX", "16"),
     ("ZBITPIX", "64"), ("ZBITPIX", _q("NaN")),
     ("ZCMPTYPE", _q("FOO_1")), ("ZCMPTYPE", "7"), ("ZTILE1", "0"), ("ZTILE1", "999999"),

@@ -133,6 +133,21 @@ def test_any_value_in_any_card(seed_files: list[bytes], tmp_path: Path, data) ->
     assert check_one(path, m) is None
 
 
+@pytest.mark.parametrize("value", ["0", "0     160", "-1"])
+def test_zero_compressed_axis_is_refused_before_cfitsio(seed_files, tmp_path, value) -> None:
+    """CFITSIO divides by ZNAXIS2 while listing a compressed HDU: ``0`` there (a bit flip
+    of one space turns ``160`` into ``0     160``) killed the process with SIGFPE. The
+    file's structure is walked first; the rejection names the key."""
+    blob = seed_files[0]
+    s = hdu_spans(blob)[3]
+    pos = find_card(blob, "ZNAXIS2", s.header_start, s.header_end)
+    assert pos is not None
+    path = tmp_path / "zero.fits"
+    path.write_bytes(blob[:pos] + card("ZNAXIS2", value) + blob[pos + CARD :])
+    with pytest.raises(InputError, match=r"HDU 4 \(at byte \d+\): ZNAXIS2=.* is not an integer"):
+        RawFile(path)
+
+
 def test_corpus_covers_every_category(seed_files: list[bytes]) -> None:
     """The default corpus has ≥ 2,000 mutants and every category in it (so a change to the
     weights cannot silently drop one)."""
