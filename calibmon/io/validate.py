@@ -400,6 +400,32 @@ def _card_int(path: str, where: str, cards: Mapping[str, str], key: str, lo: int
     return v
 
 
+_STRUCTURE_PREFIXES = (b"SIMPLE ", b"BITPIX ", b"NAXIS", b"PCOUNT ", b"GCOUNT ", b"ZIMAGE ",
+                       b"ZNAXIS", b"ZTILE")  # fmt: skip
+
+
+def _structure_cards(blob: bytes, end: int) -> dict[str, str]:
+    """The cards :func:`check_file_structure` needs, from ``blob[:end]`` (fast path of
+    :func:`raw_header_cards`: other cards are not decoded)."""
+    out: dict[str, str] = {}
+    for p in range(0, end, 80):
+        if blob.startswith(_STRUCTURE_PREFIXES, p) and blob[p + 8 : p + 10] == b"= ":
+            key = blob[p : p + 8].decode("ascii", "replace").strip()
+            if key not in out:
+                out[key] = blob[p + 10 : p + 80].decode("ascii", "replace").split("/")[0].strip()
+    return out
+
+
+def _end_card(blob: bytes, start: int = 0) -> int | None:
+    """Offset of the END card (card-aligned) in ``blob[start:]``, or None."""
+    i = blob.find(b"END     ", start)
+    while i >= 0:
+        if i % 80 == 0:
+            return i
+        i = blob.find(b"END     ", i + 1)
+    return None
+
+
 def check_file_structure(path: str, size: int, max_header_blocks: int = 32) -> None:
     """Walk every HDU's header from the file's bytes, without CFITSIO, before CFITSIO lists
     them: the sizes that locate the next HDU (``BITPIX``, ``NAXISn``, ``PCOUNT``, ``GCOUNT``)
@@ -411,15 +437,20 @@ def check_file_structure(path: str, size: int, max_header_blocks: int = 32) -> N
     with open(path, "rb") as f:
         while pos < size and n < MAX_HDUS:
             f.seek(pos)
-            blob = f.read(_BLOCK * max_header_blocks)
+            blob = f.read(_BLOCK)
             if n > 0 and not blob.startswith(b"XTENSION"):
                 return  # junk after the last HDU
-            end = next((i for i in range(0, len(blob) - 79, 80) if blob[i : i + 8] == b"END     "),
-                       None)  # fmt: skip
+            end = _end_card(blob)
+            while end is None and len(blob) < _BLOCK * max_header_blocks:
+                more = f.read(_BLOCK)
+                if not more:
+                    break
+                blob += more
+                end = _end_card(blob, len(blob) - _BLOCK)
             where = f"HDU {n + 1} (at byte {pos})"
             if end is None:
                 raise InputError(path, f"{where}: header has no END card")
-            cards = raw_header_cards(blob[: end + 80])
+            cards = _structure_cards(blob, end)
             if n == 0 and cards.get("SIMPLE") != "T":
                 raise InputError(path, f"{where}: SIMPLE={show(cards.get('SIMPLE'))}, not FITS")
             bitpix = _card_int(path, where, cards, "BITPIX", -64)
