@@ -213,9 +213,19 @@ def read_primary_header(path: str | Path, *, instruments_extra: Iterable[str] = 
     if size == 0:
         raise InputError(path, "empty file (0 bytes)")
     try:
+        val.read_primary_block(str(path), MAX_HEADER_BLOCKS)
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror})") from exc
+    failed: str | None = None
+    try:
         h = fitsio.read_header(str(path), ext=0)
     except FOREIGN_ERRORS as exc:
-        raise InputError(path, f"not a readable FITS file ({_short(exc)})") from exc
+        failed = f"not a readable FITS file ({_short(exc)})"
+    if failed is not None:
+        # raised outside the except block: fitsio.read_header never closes its CFITSIO
+        # handle, its frame does when freed; a chained exception would keep the frame (and
+        # the file open, and CFITSIO's cache of it) alive as long as the rejection is kept
+        raise InputError(path, failed)
     return parse_primary_header(path, h, instruments_extra=instruments_extra)
 
 
@@ -259,10 +269,13 @@ class RawFile:
             val.check_file_structure(self.path, self._size, MAX_HEADER_BLOCKS)
         except OSError as exc:
             raise InputError(self.path, f"cannot read ({exc.strerror})") from exc
+        failed: str | None = None
         try:
             self._fits = fitsio.FITS(self.path, "r")
         except FOREIGN_ERRORS as exc:
-            raise InputError(self.path, f"not a readable FITS file ({_short(exc)})") from exc
+            failed = f"not a readable FITS file ({_short(exc)})"
+        if failed is not None:  # outside the except block: see read_primary_header
+            raise InputError(self.path, failed)
         self._index: dict[str, int] = {}
         self._headers: dict[str, dict[str, Any]] = {}
         try:

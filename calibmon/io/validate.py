@@ -21,6 +21,7 @@ Limits, and where each comes from:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -416,6 +417,42 @@ def _structure_cards(blob: bytes, end: int) -> dict[str, str]:
     return out
 
 
+_NOT_ASCII = re.compile(rb"[^\x20-\x7e]")
+
+
+def check_ascii(path: str, where: str, blob: bytes, end: int) -> None:
+    """Header cards are printable ASCII (FITS 4.0 §4.1.1). Checked before fitsio decodes
+    them: its UnicodeDecodeError part-way through listing HDUs leaves CFITSIO's cache of
+    the file behind, and the next open of the same path (a re-transferred file) read the
+    stale bytes."""
+    m = _NOT_ASCII.search(blob, 0, end)
+    if m is not None:
+        card_no = m.start() // 80
+        key = blob[card_no * 80 : card_no * 80 + 8].decode("ascii", "replace").strip()
+        raise InputError(
+            path,
+            f"{where}: card {card_no + 1} ({show(key)}) has a non-ASCII byte {m.group()[0]:#04x}",
+        )
+
+
+def read_primary_block(path: str, max_header_blocks: int = 32) -> None:
+    """Check the primary header's bytes (END present, ASCII) before fitsio reads them."""
+    with open(path, "rb") as f:
+        blob = f.read(_BLOCK)
+        end = _end_card(blob)
+        while end is None and len(blob) < _BLOCK * max_header_blocks:
+            more = f.read(_BLOCK)
+            if not more:
+                break
+            blob += more
+            end = _end_card(blob, len(blob) - _BLOCK)
+    if not blob.startswith(b"SIMPLE  ="):
+        raise InputError(path, "not a FITS file (no SIMPLE card)")
+    if end is None:
+        raise InputError(path, "primary header has no END card")
+    check_ascii(path, "primary header", blob, end + 80)
+
+
 def _end_card(blob: bytes, start: int = 0) -> int | None:
     """Offset of the END card (card-aligned) in ``blob[start:]``, or None."""
     i = blob.find(b"END     ", start)
@@ -450,6 +487,7 @@ def check_file_structure(path: str, size: int, max_header_blocks: int = 32) -> N
             where = f"HDU {n + 1} (at byte {pos})"
             if end is None:
                 raise InputError(path, f"{where}: header has no END card")
+            check_ascii(path, where, blob, end + 80)
             cards = _structure_cards(blob, end)
             if n == 0 and cards.get("SIMPLE") != "T":
                 raise InputError(path, f"{where}: SIMPLE={show(cards.get('SIMPLE'))}, not FITS")
@@ -507,6 +545,7 @@ def parse_date(path: str, key: str, value: Any) -> datetime:
 
 __all__ = [
     "KNOWN_INSTRUMENTS",
+    "check_ascii",
     "check_day_obs",
     "check_detector",
     "check_duration",
@@ -522,5 +561,6 @@ __all__ = [
     "number",
     "parse_date",
     "raw_header_cards",
+    "read_primary_block",
     "show",
 ]

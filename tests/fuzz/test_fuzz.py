@@ -148,6 +148,22 @@ def test_zero_compressed_axis_is_refused_before_cfitsio(seed_files, tmp_path, va
         RawFile(path)
 
 
+def test_a_rewritten_file_is_read_afresh(seed_files, tmp_path) -> None:
+    """A non-ASCII byte in an image header is refused before fitsio decodes it (fitsio's
+    UnicodeDecodeError while listing HDUs left CFITSIO's cache of the file behind, and a
+    good file later copied to the same path still read as the broken one)."""
+    blob = seed_files[0]
+    s = hdu_spans(blob)[5]
+    bad = bytearray(blob)
+    bad[s.header_start + 110] = 0xC7
+    path = tmp_path / "again.fits"
+    path.write_bytes(bytes(bad))
+    with pytest.raises(InputError, match=r"HDU 6 \(at byte \d+\): card 2 .* non-ASCII byte 0xc7"):
+        read_like_pipeline(path)
+    path.write_bytes(blob)
+    read_like_pipeline(path)
+
+
 def test_corpus_covers_every_category(seed_files: list[bytes]) -> None:
     """The default corpus has ≥ 2,000 mutants and every category in it (so a change to the
     weights cannot silently drop one)."""
