@@ -447,9 +447,9 @@ def read_primary_block(path: str, max_header_blocks: int = 32) -> None:
             blob += more
             end = _end_card(blob, len(blob) - _BLOCK)
     if not blob.startswith(b"SIMPLE  ="):
-        raise InputError(path, "not a FITS file (no SIMPLE card)")
+        raise InputError(path, "not a readable FITS file (no SIMPLE card)")
     if end is None:
-        raise InputError(path, "primary header has no END card")
+        raise InputError(path, "not a readable FITS file (primary header has no END card)")
     check_ascii(path, "primary header", blob, end + 80)
 
 
