@@ -1,6 +1,7 @@
 # calibmon: the two commands a newcomer needs (see README.md)
 #   make demo   install into .venv and run `calibmon demo` (no server needed)
 #   make test   install system packages + .venv and run the whole test suite
+#   make fuzz N=100000   a long hostile-input run (tests/fuzz)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Alertmanager (+amtool), Prometheus (promtool), Chromium (report screenshot).
 APT_PACKAGES := influxdb victoria-metrics prometheus-alertmanager prometheus chromium
 
-.PHONY: install demo system-deps test lint bench clean
+.PHONY: install demo system-deps test lint bench fuzz clean
 
 $(BIN)/calibmon: pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when that is missing
@@ -42,6 +43,13 @@ test: system-deps install
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Long hostile-input run: N mutated raws through the reader (tests/fuzz; CI runs 2,400).
+# SEED picks another corpus; a failure names the mutant so `FUZZ_SEED=... FUZZ_N=...` rebuilds it.
+N    ?= 100000
+SEED ?= 0
+fuzz: install
+	FUZZ_N=$(N) FUZZ_SEED=$(SEED) $(BIN)/pytest -q -n 2 tests/fuzz -k "in_process or hostile_directory"
 
 bench: install
 	$(BIN)/python benchmarks/bench_read.py

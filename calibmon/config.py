@@ -12,6 +12,7 @@ import contextvars
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +101,9 @@ class Settings(BaseSettings):
 
     store: Path | None = None
     instrument: str | None = None
+    # Instruments accepted from INSTRUME besides the known ones (io/validate.py); their
+    # detectors are numbered with LSSTCam's table.
+    instruments_extra: list[str] = Field(default_factory=list)
     nominal_gain: dict[str, float] = Field(default_factory=lambda: dict(NOMINAL_GAIN_E_PER_ADU))
     min_frames: MinFrames = Field(default_factory=MinFrames)
     workers: int | None = Field(None, ge=1)
@@ -132,6 +136,19 @@ class Settings(BaseSettings):
 
             alerts_config(self)
         return self
+
+    @field_validator("instruments_extra")
+    @classmethod
+    def _instrument_names(cls, v: list[str]) -> list[str]:
+        """Each a plain name (letters, digits, ``_``/``-``, 2–32 characters), no repeats."""
+        seen: set[str] = set()
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{1,31}", name):
+                raise ValueError(f"instrument name {name!r} must be 2-32 letters/digits/_/-")
+            if name.upper() in seen:
+                raise ValueError(f"instrument {name!r} listed twice")
+            seen.add(name.upper())
+        return v
 
     @field_validator("nominal_gain")
     @classmethod

@@ -130,7 +130,7 @@ def build_calibs(
     )  # fmt: skip
     disc = discover(
         input_dir, day_obs=day_obs, instrument=settings.instrument, detectors=detectors,
-        kinds=KINDS_NEEDED[calib_type],
+        kinds=KINDS_NEEDED[calib_type], instruments_extra=settings.instruments_extra,
     )  # fmt: skip
     summary.n_files = disc.n_files
     rejected: dict[str, InputError] = {e.path: e for e in disc.rejected}

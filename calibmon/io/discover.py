@@ -192,11 +192,14 @@ def discover(
     instrument: str | None = None,
     detectors: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
+    instruments_extra: Sequence[str] = (),
 ) -> Discovery:
     """Scan ``root``: read every raw file's primary header, reject bad ones, group the rest.
 
     ``day_obs``, ``detectors`` and ``kinds`` restrict what is grouped; files outside the
-    selection are counted as skipped.
+    selection are counted as skipped. ``instruments_extra`` adds instruments to the known
+    set (config ``instruments_extra``). Two files of one exposure and detector: the first
+    in path order is used, the other rejected naming it.
     """
     return discover_files(
         find_raw_files(root), day_obs=day_obs, instrument=instrument, detectors=detectors,
@@ -220,7 +223,7 @@ def discover_files(
     for path in paths:
         result.n_files += 1
         try:
-            h = read_primary_header(path)
+            h = read_primary_header(path, instruments_extra=instruments_extra)
         except InputError as err:
             result.rejected.append(err)
             continue

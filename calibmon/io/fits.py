@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,8 +26,9 @@ import numpy as np
 
 from calibmon.errors import InputError
 from calibmon.io import detectors as dets
-from calibmon.io.geometry import AmpGeometry, amp_geometry
-from calibmon.records import iso_utc_ms, parse_iso_utc
+from calibmon.io import validate as val
+from calibmon.io.geometry import AmpGeometry
+from calibmon.records import iso_utc_ms
 
 # Calibration kinds calibmon measures, from IMGTYPE/OBSTYPE (case-insensitive).
 CALIB_IMGTYPES: dict[str, str] = {"BIAS": "bias", "ZERO": "bias", "DARK": "dark", "FLAT": "flat"}
@@ -35,6 +36,12 @@ CALIB_IMGTYPES: dict[str, str] = {"BIAS": "bias", "ZERO": "bias", "DARK": "dark"
 # A FITS file is a whole number of 2880-byte blocks (FITS standard 4.0, §3.1); any other
 # size means the file was cut short (or grown) in transfer.
 FITS_BLOCK_BYTES = 2880
+
+# A raw HDU header is a few blocks (36 cards each); a damaged one is read this far at most.
+MAX_HEADER_BLOCKS = 32
+
+# CCD vendors of the Rubin cameras (CCD_MANU, upper-cased).
+VENDORS = ("ITL", "E2V")
 
 # TAI − UTC since 2017-01-01 (IERS Bulletin C: no leap second announced since).
 TAI_MINUS_UTC_S = 37.0
@@ -91,73 +98,79 @@ def _f(h: Any, key: str) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _utc_from_header(date: str, timesys: str | None) -> str:
-    dt = parse_iso_utc(date)
-    if timesys and timesys.strip().upper() == "TAI":
-        dt = dt - timedelta(seconds=TAI_MINUS_UTC_S)
-    return iso_utc_ms(dt)
+def _text(path: str, h: Any, key: str) -> str | None:
+    """A string header value that names something (filter, obsid, test type): printable,
+    at most a FITS card's 68 characters."""
+    v = _s(h, key)
+    if v is not None and (not v.isprintable() or len(v) > 68):
+        raise InputError(path, f"{key}={val.show(v)} is not printable text")
+    return v
 
 
-def parse_primary_header(path: str | Path, h: Any) -> RawHeader:
+def parse_primary_header(
+    path: str | Path, h: Any, *, instruments_extra: Iterable[str] = ()
+) -> RawHeader:
     """Build a :class:`RawHeader` from a primary header mapping.
 
-    Raises :class:`InputError` for a missing or malformed required key.
+    Every value is checked before it becomes an identity (:mod:`calibmon.io.validate`):
+    ``instruments_extra`` names instruments the configuration adds to the known set.
+    Raises :class:`InputError` naming the key and value for a missing or bad one.
     """
     path = str(path)
-    instrume = _s(h, "INSTRUME")
-    if not instrume:
+    if "INSTRUME" not in h or h.get("INSTRUME") in (None, ""):
         raise InputError(path, "primary header has no INSTRUME")
-    instrument = dets.canonical_instrument(instrume)
+    instrument = val.check_instrument(path, h.get("INSTRUME"), instruments_extra)
 
-    day_obs = _s(h, "DAYOBS")
-    if not day_obs:
+    if "DAYOBS" not in h or h.get("DAYOBS") in (None, ""):
         raise InputError(path, "primary header has no DAYOBS")
-    if not re.fullmatch(r"\d{8}", day_obs):
-        raise InputError(path, f"DAYOBS={day_obs!r} is not YYYYMMDD")
-    seq = h.get("SEQNUM") if "SEQNUM" in h else None
-    try:
-        seqnum = int(seq)
-    except (TypeError, ValueError):
-        raise InputError(path, "primary header has no integer SEQNUM") from None
-    if not 0 <= seqnum < 100000:
-        raise InputError(path, f"SEQNUM={seqnum} outside 0..99999")
+    day_obs = val.check_day_obs(path, h.get("DAYOBS"))
+    if "SEQNUM" not in h or h.get("SEQNUM") is None:
+        raise InputError(path, "primary header has no integer SEQNUM")
+    seqnum = val.check_seqnum(path, h.get("SEQNUM"))
 
-    imgtype = (_s(h, "IMGTYPE") or _s(h, "OBSTYPE") or "").upper()
+    imgtype = (_text(path, h, "IMGTYPE") or _text(path, h, "OBSTYPE") or "").upper()
     if not imgtype:
         raise InputError(path, "primary header has neither IMGTYPE nor OBSTYPE")
     kind = CALIB_IMGTYPES.get(imgtype)
 
-    exptime = _f(h, "EXPTIME")
-    if exptime is None:
+    if "EXPTIME" not in h or h.get("EXPTIME") in (None, ""):
         raise InputError(path, "primary header has no numeric EXPTIME")
-    darktime = _f(h, "DARKTIME")
-    if darktime is None:  # test-stand data 2019–2021
+    exptime = val.check_duration(path, "EXPTIME", h.get("EXPTIME"))
+    if "DARKTIME" in h and h.get("DARKTIME") not in (None, ""):
+        darktime = val.check_duration(path, "DARKTIME", h.get("DARKTIME"))
+    else:  # test-stand data 2019–2021
         darktime = exptime
-    date = _s(h, "DATE-BEG") or _s(h, "DATE-OBS")
-    if date:
-        try:
-            date_beg = _utc_from_header(date, _s(h, "TIMESYS"))
-        except ValueError:
-            raise InputError(path, f"DATE-BEG/DATE-OBS {date!r} is not an ISO date") from None
-    else:
-        date_beg = _fallback_start(h, day_obs, seqnum)
 
-    raft, slot = _s(h, "RAFTBAY"), _s(h, "CCDSLOT")
-    if instrument == "LATISS":
-        name = f"{raft or 'RXX'}_{slot or 'S00'}"
+    timesys = _s(h, "TIMESYS")
+    starts: list[tuple[str, datetime]] = []
+    for key in ("DATE-BEG", "DATE-OBS"):
+        if key in h and h.get(key) not in (None, ""):
+            t = val.parse_date(path, key, h.get(key))
+            if timesys and timesys.upper() == "TAI":
+                t = t - timedelta(seconds=TAI_MINUS_UTC_S)
+            val.check_start_consistent(path, day_obs, key, h.get(key), t)
+            starts.append((key, t))
+    for key in ("MJD-BEG", "MJD-OBS"):
+        if key in h and h.get(key) not in (None, ""):
+            t = val.mjd_to_utc(path, key, h.get(key))
+            val.check_start_consistent(path, day_obs, key, h.get(key), t)
+            starts.append((key, t))
+    date_key = next((k for k, _ in starts if k.startswith("DATE")), None)
+    if date_key is not None:
+        date_beg = iso_utc_ms(dict(starts)[date_key])
+    elif starts:
+        date_beg = iso_utc_ms(starts[0][1])
     else:
-        if not raft or not slot:
-            raise InputError(path, "primary header has no RAFTBAY/CCDSLOT")
-        name = f"{raft}_{slot}"
-    if not dets.is_valid_name(name):
-        raise InputError(path, f"RAFTBAY/CCDSLOT give {name!r}, not a detector name")
-    try:
-        number = dets.detector_number(instrument, name)
-    except (KeyError, ValueError):
-        raise InputError(path, f"detector {name} is not part of {instrument}") from None
+        date_beg = _fallback_start(day_obs, seqnum)
 
-    vendor = (_s(h, "CCD_MANU") or "").upper() or dets.default_vendor(name)
-    obsid = _s(h, "OBSID") or f"{day_obs}_{seqnum:06d}"
+    raft = h.get("RAFTBAY") if "RAFTBAY" in h else None
+    slot = h.get("CCDSLOT") if "CCDSLOT" in h else None
+    name, number = val.check_detector(path, instrument, raft, slot)
+
+    vendor = (_text(path, h, "CCD_MANU") or "").upper() or dets.default_vendor(name)
+    if vendor not in VENDORS:
+        raise InputError(path, f"CCD_MANU={val.show(_s(h, 'CCD_MANU'))} is not ITL or E2V")
+    obsid = _text(path, h, "OBSID") or f"{day_obs}_{seqnum:06d}"
     return RawHeader(
         path=path,
         instrument=instrument,
@@ -167,43 +180,63 @@ def parse_primary_header(path: str | Path, h: Any) -> RawHeader:
         obsid=obsid,
         imgtype=imgtype,
         kind=kind,
-        testtype=_s(h, "TESTTYPE") or "",
-        reason=_s(h, "REASON") or "",
+        testtype=_text(path, h, "TESTTYPE") or "",
+        reason=_text(path, h, "REASON") or "",
         exptime_s=exptime,
         darktime_s=darktime,
         date_beg=date_beg,
-        physical_filter=_s(h, "FILTER") or "",
+        physical_filter=_text(path, h, "FILTER") or "",
         detector_name=name,
         detector=number,
         vendor=vendor,
-        lsst_num=_s(h, "LSST_NUM") or "",
+        lsst_num=_text(path, h, "LSST_NUM") or "",
         ccdtemp_c=_f(h, "CCDTEMP"),
     )
 
 
-def _fallback_start(h: Any, day_obs: str, seqnum: int) -> str:
-    """Exposure start without DATE-BEG/DATE-OBS: MJD-BEG/MJD-OBS when present, else a
+def _fallback_start(day_obs: str, seqnum: int) -> str:
+    """Exposure start when a header gives none (no DATE-BEG/DATE-OBS/MJD-BEG/MJD-OBS): a
     deterministic stand-in (day_obs at 12:00 UTC + seqnum seconds) so that the record
     identity (DESIGN §4) stays the same when the same files are processed again."""
-    mjd = _f(h, "MJD-BEG") or _f(h, "MJD-OBS")
-    if mjd is not None:
-        return iso_utc_ms(MJD_EPOCH + timedelta(days=mjd))
     start = datetime.strptime(day_obs, "%Y%m%d").replace(hour=12, tzinfo=UTC)
     return iso_utc_ms(start + timedelta(seconds=seqnum))
 
 
-# MJD 0 = 1858-11-17T00:00 UTC (the scale difference to TAI/UTC is ignored here: this is
-# only the fallback when a header has no ISO date).
-MJD_EPOCH = datetime(1858, 11, 17, tzinfo=UTC)
+def read_primary_header(path: str | Path, *, instruments_extra: Iterable[str] = ()) -> RawHeader:
+    """Read and parse only the primary header of a raw file (cheap: no pixels).
 
-
-def read_primary_header(path: str | Path) -> RawHeader:
-    """Read and parse only the primary header of a raw file (cheap: no pixels)."""
+    ``instruments_extra``: instruments the configuration adds to the known set."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror})") from exc
+    if size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+    try:
+        val.read_primary_block(str(path), MAX_HEADER_BLOCKS)
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror})") from exc
+    failed: str | None = None
     try:
         h = fitsio.read_header(str(path), ext=0)
-    except (OSError, ValueError, TypeError) as exc:
-        raise InputError(path, f"not a readable FITS file ({_short(exc)})") from exc
-    return parse_primary_header(path, h)
+    except FOREIGN_ERRORS as exc:
+        failed = f"not a readable FITS file ({_short(exc)})"
+    if failed is not None:
+        # raised outside the except block: fitsio.read_header never closes its CFITSIO
+        # handle, its frame does when freed; a chained exception would keep the frame (and
+        # the file open, and CFITSIO's cache of it) alive as long as the rejection is kept
+        raise InputError(path, failed)
+    return parse_primary_header(path, h, instruments_extra=instruments_extra)
+
+
+# What CFITSIO/fitsio raise on a damaged file: OSError from CFITSIO status codes,
+# ValueError/UnicodeDecodeError from header parsing, KeyError for an unknown type code,
+# TypeError/IndexError/OverflowError/RuntimeError/MemoryError from its Python layer.
+# Translated to InputError at this boundary (errors.py); nothing else is caught.
+FOREIGN_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, KeyError, TypeError, IndexError, OverflowError, RuntimeError,
+    MemoryError,
+)  # fmt: skip
 
 
 def _short(exc: BaseException) -> str:
@@ -221,18 +254,30 @@ class RawFile:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         try:
-            size = os.path.getsize(self.path)
+            self._size = os.path.getsize(self.path)
         except OSError as exc:
             raise InputError(self.path, f"cannot read ({exc.strerror})") from exc
-        if size % FITS_BLOCK_BYTES:
+        if self._size == 0:
+            raise InputError(self.path, "empty file (0 bytes)")
+        if self._size % FITS_BLOCK_BYTES:
             raise InputError(
-                self.path, f"truncated: {size} bytes is not a whole number of 2880-byte blocks"
+                self.path,
+                f"truncated or padded: {self._size} bytes is not a whole number of 2880-byte "
+                "blocks",
             )
         try:
+            val.check_file_structure(self.path, self._size, MAX_HEADER_BLOCKS)
+        except OSError as exc:
+            raise InputError(self.path, f"cannot read ({exc.strerror})") from exc
+        failed: str | None = None
+        try:
             self._fits = fitsio.FITS(self.path, "r")
-        except (OSError, ValueError) as exc:
-            raise InputError(self.path, f"not a readable FITS file ({_short(exc)})") from exc
+        except FOREIGN_ERRORS as exc:
+            failed = f"not a readable FITS file ({_short(exc)})"
+        if failed is not None:  # outside the except block: see read_primary_header
+            raise InputError(self.path, failed)
         self._index: dict[str, int] = {}
+        self._headers: dict[str, dict[str, Any]] = {}
         try:
             for i, hdu in enumerate(self._fits):
                 if i == 0:
@@ -240,9 +285,43 @@ class RawFile:
                 amp = dets.segment_to_amp(hdu.get_extname() or "")
                 if amp is not None and amp not in self._index:
                     self._index[amp] = i
-        except (OSError, ValueError) as exc:
+        except FOREIGN_ERRORS as exc:
             self.close()
             raise InputError(self.path, f"cannot list HDUs ({_short(exc)})") from exc
+        self._damaged: InputError | None = self._find_damaged_hdu()
+
+    def _find_damaged_hdu(self) -> InputError | None:
+        """CFITSIO stops listing HDUs at a header it cannot parse: when the last HDU it
+        listed ends before the file does, name what is wrong with the next header."""
+        try:
+            n = len(self._fits)
+            end = int(self._fits[n - 1].get_info().get("data_end") or 0)
+        except FOREIGN_ERRORS:
+            return None
+        if end > self._size:
+            return InputError(
+                self.path, f"HDU {n}: data ends at byte {end}, file has {self._size} (truncated)"
+            )
+        if end <= 0 or end == self._size:
+            return None
+        where = f"HDU {n + 1} (at byte {end})"
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(end)
+                blob = f.read(FITS_BLOCK_BYTES * MAX_HEADER_BLOCKS)
+        except OSError as exc:
+            return InputError(self.path, f"{where}: cannot read ({exc.strerror})")
+        try:
+            cards = val.raw_header_cards(blob)
+            n_cards = next(
+                (i for i in range(0, len(blob), 80) if blob[i : i + 8] == b"END     "), 0
+            )
+            header_bytes = -(-(n_cards + 80) // FITS_BLOCK_BYTES) * FITS_BLOCK_BYTES
+            left = self._size - end - header_bytes
+            val.diagnose_raw_header(self.path, where, cards, left)
+        except InputError as err:
+            return err
+        return InputError(self.path, f"{where}: header unreadable (damaged)")
 
     @property
     def amps(self) -> list[str]:
@@ -253,6 +332,8 @@ class RawFile:
         """Raise :class:`InputError` unless all 16 (8 for wavefront) segments are present."""
         expected = dets.AMP_ORDER_8 if dets.is_wavefront(detector_name) else dets.AMP_ORDER_16
         missing = [a for a in expected if a not in self._index]
+        if missing and self._damaged is not None:
+            raise self._damaged
         if missing:
             segs = ", ".join("Segment" + a[1:] for a in missing[:4])
             more = f" (+{len(missing) - 4} more)" if len(missing) > 4 else ""
@@ -261,39 +342,42 @@ class RawFile:
     def read_amp(self, amp: str) -> tuple[np.ndarray, AmpGeometry]:
         """Pixels (int32 or as stored, shape (n_rows, n_cols), adu) and geometry of ``amp``.
 
-        Raises :class:`InputError` for a missing segment, bad DATASEC, corrupt data or a
-        frame whose pixels all have one value (dropped readout).
+        The HDU's header is checked first (:func:`calibmon.io.validate.check_image_hdu`:
+        pixel type, axes, compression keys, DATASEC) so a hostile header never reaches the
+        decompressor. Raises :class:`InputError` for a missing segment, a bad header,
+        corrupt data or a frame whose pixels all have one value (dropped readout).
         """
+        seg = f"Segment{amp[1:]}"
         if amp not in self._index:
-            raise InputError(self.path, f"HDU Segment{amp[1:]} missing")
-        hdu = self._fits[self._index[amp]]
+            raise InputError(self.path, f"HDU {seg} missing")
         try:
-            hdr = hdu.read_header()
+            hdu = self._fits[self._index[amp]]
+            info = hdu.get_info()
+            raw_hdr = hdu.read_header()
+            hdr = {k: raw_hdr[k] for k in raw_hdr}
+        except FOREIGN_ERRORS as exc:
+            raise InputError(self.path, f"{seg}: cannot read header ({_short(exc)})") from exc
+        geom = val.check_image_hdu(self.path, seg, info, hdr, self._size)
+        try:
             data = hdu.read()
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise InputError(
-                self.path, f"Segment{amp[1:]}: cannot decode pixels ({_short(exc)})"
-            ) from exc
-        if data is None or getattr(data, "ndim", 0) != 2:
-            raise InputError(self.path, f"Segment{amp[1:]}: no 2-D image data")
-        datasec = hdr.get("DATASEC")
-        if not datasec:
-            raise InputError(self.path, f"Segment{amp[1:]}: no DATASEC")
-        try:
-            geom = amp_geometry(str(datasec), data.shape)
-        except ValueError as exc:
-            raise InputError(self.path, f"Segment{amp[1:]}: {exc}") from exc
+        except FOREIGN_ERRORS as exc:
+            raise InputError(self.path, f"{seg}: cannot decode pixels ({_short(exc)})") from exc
+        val.check_pixels_shape(self.path, seg, data, geom)
+        self._headers[amp] = hdr
         flat = data.ravel()
         if flat.size and flat[0] == flat[-1] and np.all(flat == flat[0]):
-            raise InputError(
-                self.path, f"Segment{amp[1:]}: all pixels equal {flat[0]} (dropped readout?)"
-            )
+            raise InputError(self.path, f"{seg}: all pixels equal {flat[0]} (dropped readout?)")
         return data, geom
 
     def amp_header(self, amp: str) -> dict[str, Any]:
-        """The segment's header as a dict (DETSEC etc. for pictures)."""
-        h = self._fits[self._index[amp]].read_header()
-        return {k: h[k] for k in h}
+        """The segment's header as a dict (DETSEC etc. for pictures); {} when unreadable."""
+        if amp not in self._headers and amp in self._index:
+            try:
+                h = self._fits[self._index[amp]].read_header()
+                self._headers[amp] = {k: h[k] for k in h}
+            except FOREIGN_ERRORS:
+                return {}
+        return self._headers.get(amp, {})
 
     def close(self) -> None:
         # closing a half-opened CFITSIO handle can fail; there is nothing to keep

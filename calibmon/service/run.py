@@ -145,7 +145,7 @@ def run_directory(
     )  # fmt: skip
     disc = discovery or discover(
         input_dir, day_obs=day_obs, instrument=settings.instrument, detectors=detectors,
-        kinds=kinds,
+        kinds=kinds, instruments_extra=settings.instruments_extra,
     )  # fmt: skip
     if discovery is not None and detectors:
         disc = disc.restricted(detectors)

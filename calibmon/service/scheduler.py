@@ -365,7 +365,7 @@ class Service:
         records go through (the Butler's provenance); default: scan ``input_dir``."""
         disc = disc if disc is not None else discover(
             input_dir, day_obs=day, instrument=instrument, detectors=spec.detector_list,
-            kinds=spec.discover_kinds,
+            kinds=spec.discover_kinds, instruments_extra=settings.instruments_extra,
         )  # fmt: skip
         # Files rejected from their header alone belong to no detector: every
         # per-detector run sees them again, so they are counted once, here.
