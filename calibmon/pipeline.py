@@ -808,10 +808,12 @@ def measure_amp(task: AmpTask) -> AmpResult:
         try:
             step(task, res, ctx)
         except Exception as exc:  # one amp's failure must not lose the detector
-            log.exception(
-                "step %s failed for %s %s %s", step.__name__, task.detector_name, task.amp,
-                task.day_obs,
+            # one line; the traceback only at DEBUG (``--debug``)
+            log.error(
+                "step %s failed for %s %s %s: %s: %s", step.__name__, task.detector_name,
+                task.amp, task.day_obs, type(exc).__name__, exc,
             )  # fmt: skip
+            log.debug("traceback of the failed step", exc_info=True)
             res.reasons[f"_{step.__name__}"] = f"{type(exc).__name__}: {exc}"
     res.seconds = time.perf_counter() - t0
     return res
