@@ -102,7 +102,8 @@ def run_butler(
         # the files' instrument is checked only when the configuration names one (as
         # ``run --input`` does), so the records equal those of --input
         disc = discover_files(paths, day_obs=day_obs, instrument=settings.instrument,
-                              detectors=detectors, kinds=kinds)  # fmt: skip
+                              detectors=detectors, kinds=kinds,
+                              instruments_extra=settings.instruments_extra)  # fmt: skip
         summary = run_directory(
             info.label, settings, ProvenanceStore(store, butler=info.provenance()),  # type: ignore[arg-type]
             day_obs=day_obs, discovery=disc, progress=progress, command=command,

@@ -42,7 +42,8 @@ def process_butler_day(
     with LocalFiles() as files:
         paths = [files.path(r.uri) for r in raws]
         disc = discover_files(paths, day_obs=day, instrument=instrument, detectors=names,
-                              kinds=spec.discover_kinds)  # fmt: skip
+                              kinds=spec.discover_kinds,
+                              instruments_extra=settings.instruments_extra)  # fmt: skip
         service._process_day(
             spec, settings, info.label, day, instrument, f, disc=disc,  # type: ignore[arg-type]
             store=ProvenanceStore(service.store, butler=info.provenance()),

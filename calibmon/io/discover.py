@@ -203,7 +203,7 @@ def discover(
     """
     return discover_files(
         find_raw_files(root), day_obs=day_obs, instrument=instrument, detectors=detectors,
-        kinds=kinds,
+        kinds=kinds, instruments_extra=instruments_extra,
     )  # fmt: skip
 
 
@@ -214,6 +214,7 @@ def discover_files(
     instrument: str | None = None,
     detectors: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
+    instruments_extra: Sequence[str] = (),
 ) -> Discovery:
     """:func:`discover` over a given list of files (e.g. the local paths of a Butler
     query's URIs) instead of a directory walk; the same selection and grouping."""
