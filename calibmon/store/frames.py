@@ -153,7 +153,12 @@ def records_frame(records: Iterable[MetricRecord]) -> pd.DataFrame:
     have no detector, amp records no stats. An empty input gives an empty frame with the
     same columns.
     """
-    rows = [_row(r) for r in records]
+    return rows_frame([_row(r) for r in records])
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`records_frame` from rows already flattened like ``_row`` (the streamed
+    export builds them from stored tuples without making records)."""
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df.columns:

@@ -482,10 +482,15 @@ class Store:
         """
         if not records:
             return 0
+        # the records of one amp and kind share their Provenance object: serialise it once
+        prov_json: dict[int, str] = {}
         with self.transaction() as c:
             first = self._next_seq(len(records))
             rows = []
             for i, r in enumerate(records):
+                pj = prov_json.get(id(r.provenance))
+                if pj is None:
+                    pj = prov_json[id(r.provenance)] = r.provenance.model_dump_json()
                 metric, level, instrument, det, amp, ts = r.identity()
                 rows.append(
                     (
@@ -493,7 +498,7 @@ class Store:
                         r.unit,
                         r.calib_type, r.detector_name, r.day_obs, r.physical_filter, r.vendor,
                         r.stats.model_dump_json() if r.stats else None,
-                        r.provenance.model_dump_json(),
+                        pj,
                         run_id if run_id is not None else r.provenance.run,
                     )
                 )  # fmt: skip
@@ -571,6 +576,44 @@ class Store:
         Streams one day at a time through the day-major index (``records_day``): memory
         is one day's records whatever the history, and a day or a metric of a detector
         costs what that day or series costs."""
+        cache: dict[str, Any] = {}
+        for _day, rows in self._record_rows(
+            "*", day_obs=day_obs, metric=metric, instrument=instrument,
+            detector_name=detector_name, amp=amp, level=level, since_day_obs=since_day_obs,
+            until_day_obs=until_day_obs, tuples=False,
+        ):  # fmt: skip
+            cache.clear()
+            for row in rows:
+                yield _row_to_record(row, cache)
+
+    EXPORT_COLUMNS = (
+        "metric, value, unit, calib_type, level, instrument, detector, detector_name, amp,"
+        " day_obs, physical_filter, vendor, timestamp, provenance, stats, error"
+    )
+    """Columns of :meth:`iter_record_rows`, in the order of the export form (§4)."""
+
+    def iter_record_rows(self, **filters: Any) -> Iterator[tuple]:
+        """Like :meth:`iter_records` (same filters and order) but plain tuples of
+        :data:`EXPORT_COLUMNS`, detector -1 and amp '' as stored: the streamed exports
+        build their output from these without making a record per row."""
+        for _day, rows in self._record_rows(self.EXPORT_COLUMNS, tuples=True, **filters):
+            yield from rows
+
+    def _record_rows(
+        self,
+        columns: str,
+        *,
+        day_obs: str | None = None,
+        metric: str | Iterable[str] | None = None,
+        instrument: str | None = None,
+        detector_name: str | None = None,
+        amp: str | None = None,
+        level: str | None = None,
+        since_day_obs: str | None = None,
+        until_day_obs: str | None = None,
+        tuples: bool,
+    ) -> Iterator[tuple[str, list]]:
+        """(day_obs, that day's matching rows), day by day, oldest first."""
         ms = None if metric is None else ([metric] if isinstance(metric, str) else list(metric))
         where, params = ["day_obs=?"], []
         if ms is not None:
@@ -586,7 +629,7 @@ class Store:
                 where.append(f"{col}=?")
                 params.append(val)
         sql = (
-            f"SELECT * FROM records INDEXED BY records_day WHERE {' AND '.join(where)}"
+            f"SELECT {columns} FROM records INDEXED BY records_day WHERE {' AND '.join(where)}"
             " ORDER BY metric, instrument, detector, amp, timestamp"
         )
         if day_obs is not None:
@@ -601,9 +644,8 @@ class Store:
                 until_day_obs=until_day_obs,
             )  # fmt: skip
         for day in days:
-            cache: dict[str, Any] = {}
-            for row in self.query(sql, [day, *params]):
-                yield _row_to_record(row, cache)
+            args = [day, *params]
+            yield day, self._conn_query_tuples(sql, args) if tuples else self.query(sql, args)
 
     def frame(self, **filters: Any):
         """Records as a pandas DataFrame, one row per record, provenance flattened

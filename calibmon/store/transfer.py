@@ -21,9 +21,9 @@ from calibmon.errors import StoreError
 from calibmon.records import MetricRecord
 from calibmon.store.sqlite import Store, utc_now_iso
 
-CHUNK_RECORDS = 50_000
-"""Records per CSV chunk / Parquet row group (~1 full-camera night of one calib type;
-~50 MB of pandas frame at most)."""
+CHUNK_RECORDS = 20_000
+"""Records per CSV chunk / Parquet row group: ~40 % of a full-camera night; the chunk's
+dicts, frame and Arrow table together stay near 100 MB."""
 
 IMPORT_BATCH = 10_000
 """Records per import transaction: large enough that the per-commit cost (one WAL sync)
@@ -34,19 +34,82 @@ def _filters(day_obs: str | None, metric: str | None) -> dict[str, Any]:
     return {"day_obs": day_obs, "metric": metric}
 
 
+class _JsonCache:
+    """Parsed provenance/stats JSON, shared by the rows of one amp and kind; cleared when
+    it grows past a day's worth so memory stays bounded on a full export."""
+
+    def __init__(self, limit: int = 8192) -> None:  # a night has ~3k distinct
+        self.limit = limit
+        self._d: dict[str, Any] = {}
+
+    def __call__(self, text: str) -> Any:
+        v = self._d.get(text)
+        if v is None:
+            if len(self._d) >= self.limit:
+                self._d.clear()
+            v = self._d[text] = json.loads(text)
+        return v
+
+
+def _export_dict(row: tuple, cache: _JsonCache) -> dict[str, Any]:
+    """A stored row as :meth:`MetricRecord.to_json_dict` gives it (same keys, order and
+    values: the stored provenance and stats JSON were written by the same models), built
+    without pydantic: a full export is ~10⁷ rows."""
+    (metric, value, unit, ctype, level, inst, det, det_name, amp, day, filt, vendor, ts,
+     prov, stats, error) = row  # fmt: skip
+    d = {
+        "metric": metric, "value": value, "unit": unit, "calib_type": ctype, "level": level,
+        "instrument": inst, "detector": None if det == -1 else det, "detector_name": det_name,
+        "amp": amp or None, "day_obs": day, "physical_filter": filt, "vendor": vendor,
+        "timestamp": ts, "provenance": cache(prov),
+    }  # fmt: skip
+    if stats:
+        d["stats"] = cache(stats)
+    d["error"] = error
+    return d
+
+
 def export_jsonl(
     store: Store, fh: IO[str], *, day_obs: str | None = None, metric: str | None = None
 ) -> int:
     """Write records in the JSONL export form, one a line; returns how many."""
     n = 0
-    for r in store.iter_records(**_filters(day_obs, metric)):
-        fh.write(json.dumps(r.to_json_dict(), separators=(",", ":")) + "\n")
+    cache = _JsonCache()
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    for row in store.iter_record_rows(**_filters(day_obs, metric)):
+        fh.write(dumps(_export_dict(row, cache)) + "\n")
         n += 1
     return n
 
 
-def _chunks(records: Iterable[MetricRecord], size: int) -> Iterator[list[MetricRecord]]:
-    chunk: list[MetricRecord] = []
+def _frame_row(row: tuple, cache: _JsonCache) -> dict[str, Any]:
+    """A stored row flattened as :func:`calibmon.store.frames._row` flattens a record."""
+    from calibmon.store.frames import _PROVENANCE_KNOWN, COLUMNS
+
+    d = _export_dict(row, cache)
+    p = d.pop("provenance")
+    s = d.pop("stats", None)
+    d.update(
+        run=p.get("run"), exposures=",".join(str(e) for e in p.get("exposures", [])),
+        n_exposures=p.get("n_exposures"), software_version=p.get("software_version"),
+        config_hash=p.get("config_hash"), processed_at=p.get("processed_at"),
+        input_calibs=json.dumps(p.get("input_calibs", {}), sort_keys=True, default=str),
+    )  # fmt: skip
+    if s is not None:
+        d.update(
+            stats_median=s["median"], stats_sigma_mad=s["sigma_mad"],
+            stats_n_points=s["n_points"], stats_min=s["min"], stats_max=s["max"],
+        )  # fmt: skip
+    for k, v in p.items():
+        if k in _PROVENANCE_KNOWN:
+            continue
+        key = k if k not in d and k not in COLUMNS else f"provenance_{k}"
+        d[key] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v)
+    return d
+
+
+def _chunks(records: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    chunk: list[tuple] = []
     for r in records:
         chunk.append(r)
         if len(chunk) >= size:
@@ -96,12 +159,13 @@ def _extra_columns(store: Store, day_obs: str | None, metric: str | None) -> dic
     return out
 
 
-def _frame_chunk(chunk: list[MetricRecord], columns: list[str], extras: dict[str, str]):
+def _frame_chunk(chunk: list[tuple], columns: list[str], extras: dict[str, str]):
     import pandas as pd
 
-    from calibmon.store.frames import records_frame
+    from calibmon.store.frames import rows_frame
 
-    df = records_frame(chunk).reindex(columns=columns)
+    cache = _JsonCache()
+    df = rows_frame([_frame_row(r, cache) for r in chunk]).reindex(columns=columns)
     for name, kind in extras.items():
         col = df[name]
         if kind == "int":
@@ -129,7 +193,7 @@ def export_csv(
     extras = _extra_columns(store, day_obs, metric)
     columns = _columns(extras)
     n = 0
-    for chunk in _chunks(store.iter_records(**_filters(day_obs, metric)), CHUNK_RECORDS):
+    for chunk in _chunks(store.iter_record_rows(**_filters(day_obs, metric)), CHUNK_RECORDS):
         _frame_chunk(chunk, columns, extras).to_csv(fh, index=False, header=n == 0)
         n += len(chunk)
     if n == 0:
@@ -169,7 +233,7 @@ def export_parquet(
     writer = None
     n = 0
     try:
-        chunks = _chunks(store.iter_records(**_filters(day_obs, metric)), CHUNK_RECORDS)
+        chunks = _chunks(store.iter_record_rows(**_filters(day_obs, metric)), CHUNK_RECORDS)
         for chunk in _first_or_empty(chunks):
             df = _frame_chunk(chunk, columns, extras)
             table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
@@ -183,7 +247,7 @@ def export_parquet(
     return n
 
 
-def _first_or_empty(chunks: Iterator[list[MetricRecord]]) -> Iterator[list[MetricRecord]]:
+def _first_or_empty(chunks: Iterator[list[tuple]]) -> Iterator[list[tuple]]:
     """The chunks, or one empty chunk when there are none (an empty table still has its
     schema)."""
     any_ = False

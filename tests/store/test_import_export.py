@@ -177,6 +177,10 @@ def test_round_trip_odd_values(records: list[MetricRecord]) -> None:
         a.write_records(records, "h")
         first = io.StringIO()
         transfer.export_jsonl(a, first)
+        # the streamed export (no pydantic) is exactly the records' own export form
+        assert first.getvalue() == "".join(
+            json.dumps(r.to_json_dict(), separators=(",", ":")) + "\n" for r in a.iter_records()
+        )
         rep = transfer.import_jsonl(b, io.StringIO(first.getvalue()), "h.jsonl")
         assert rep.ok, rep.bad
         second = io.StringIO()
