@@ -187,6 +187,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, help="build into / reuse this store")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     ap.add_argument("--push", action="store_true", help="also push the last night to influxd")
+    ap.add_argument("--skip-exports", action="store_true", help="no full exports (slow)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
@@ -226,6 +227,8 @@ def main() -> None:
             ("full export jsonl (to stdout)", []),
             ("full export parquet", ["--format", "parquet", "-o", str(tmp / "all.parquet")]),
         ):
+            if args.skip_exports and label.startswith("full"):
+                continue
             results[label] = run_child([*cal, "export", *extra], env)
             for f in tmp.glob("all.*"):
                 f.unlink()
@@ -235,15 +238,19 @@ def main() -> None:
         print(f"\n{'step':44s} {'wall s':>8s} {'CPU s':>8s} {'peak RSS MB':>12s}")
         for label, (wall, cpu, rss) in results.items():
             print(f"{label:44s} {wall:8.2f} {cpu:8.2f} {rss:12.0f}")
+        fresh_t, full_t = write_ratio(path, tmp)
+        f_med, h_med = float(np.median(fresh_t)), float(np.median(full_t))
+        print(f"\nnightly write, back to back: empty store {f_med:.2f} s, after {len(days)} "
+              f"nights {h_med:.2f} s (medians of {len(fresh_t)}), ratio {h_med / f_med:.2f} "
+              "(target <= 1.20)")  # fmt: skip
         k = min(5, max(1, len(times) // 2))
         if len(times) >= 2:
             first, lastn = float(np.mean(times[:k])), float(np.mean(times[-k:]))
-            print(f"\nnightly write (~{n_records // len(days)} records): nights 1-{k} "
+            print(f"nightly write during the build (~{n_records // len(days)} records): nights 1-{k} "
                   f"{first:.2f} s, nights {len(times) - k + 1}-{len(times)} {lastn:.2f} s, "
                   f"ratio {lastn / first:.2f} (target <= 1.20)")  # fmt: skip
         rep = results["report of one night"][0]
-        exp_rss = max(results["full export jsonl (to stdout)"][2],
-                      results["full export parquet"][2])  # fmt: skip
+        exp_rss = max([v[2] for k, v in results.items() if k.startswith("full export")] or [0])
         print(f"report of a night {rep:.1f} s (target <= 5 s); full export peak RSS "
               f"{exp_rss:.0f} MB (target <= 500 MB)")  # fmt: skip
     finally:
@@ -251,6 +258,33 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept {tmp}")
+
+
+def write_ratio(path: Path, tmp: Path, reps: int = 3) -> tuple[list[float], list[float]]:
+    """Nightly write on a full history vs on an empty store, measured back to back (same
+    machine load): the same new nights written into a fresh store (its nights 1..reps)
+    and into the history (nights N+1..N+reps), alternating; returns the CPU+wait wall
+    seconds of each. The added nights are deleted from the history afterwards."""
+    cam = camera()
+    n_amps = sum(len(a) for *_, a in cam)
+    rng = np.random.default_rng(0)
+    base = {m: typ + rng.normal(0.0, sc, n_amps) for _, m, _, typ, sc, _ in METRICS}
+    fresh_t, full_t = [], []
+    with Store(path) as full, Store(tmp / "fresh.sqlite") as fresh:
+        n = len(full.days())
+        added = []
+        for i in range(reps):
+            recs = night_records(n + 30 + i, cam, base)
+            added.append(recs[0].day_obs)
+            for store, out in ((fresh, fresh_t), (full, full_t)):
+                t0 = time.perf_counter()
+                store.write_records(recs, recs[0].provenance.run)
+                out.append(time.perf_counter() - t0)
+        with full.transaction() as c:
+            marks = ",".join("?" * len(added))
+            c.execute(f"DELETE FROM records WHERE day_obs IN ({marks})", added)
+            c.execute(f"DELETE FROM record_days WHERE day_obs IN ({marks})", added)
+    return fresh_t, full_t
 
 
 def report_queries(path: Path, day_obs: str) -> tuple[float, float, float]:

@@ -221,13 +221,17 @@ CREATE TABLE IF NOT EXISTS certifications (
 
 
 _KILL_STATE = {"n": 0}
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLAC")
 
 
 def _test_kill_point() -> None:
     """Fault-injection hook for tests: with ``CALIBMON_TEST_KILL_AT=N`` in the environment
-    the process SIGKILLs itself at its Nth kill point (each store transaction has two:
-    everything written but not committed, and just committed). Unset in production: one
-    dictionary lookup per transaction."""
+    the process SIGKILLs itself at its Nth kill point; ``0`` only counts them (in
+    ``_KILL_STATE``). Kill points: the start of every write statement (each row of an
+    ``executemany``; through SQLite's trace callback, installed only when the variable is
+    set), every transaction once all is written but before ``COMMIT`` and just after it,
+    and every autocommitted write after it. Unset in production: one environment lookup
+    per transaction."""
     at = os.environ.get("CALIBMON_TEST_KILL_AT")
     if not at:
         return
@@ -236,6 +240,11 @@ def _test_kill_point() -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _trace_kill_point(sql: str) -> None:
+    if sql.lstrip()[:6].upper() in _WRITE_VERBS:
+        _test_kill_point()
 
 
 def _is_storage_error(exc: BaseException) -> bool:
@@ -323,6 +332,8 @@ class Store:
             self._conn.execute("PRAGMA cache_size=-65536")
             self._conn.execute("PRAGMA journal_size_limit=67108864")
             self._migrate()
+            if os.environ.get("CALIBMON_TEST_KILL_AT"):  # fault tests only
+                self._conn.set_trace_callback(_trace_kill_point)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable calibmon store: {exc}") from exc
 
@@ -393,11 +404,16 @@ class Store:
         """Run one statement (autocommit unless inside :meth:`transaction`)."""
         with self._lock:
             try:
-                return self._conn.execute(sql, params)
+                cur = self._conn.execute(sql, params)
             except sqlite3.Error as exc:
                 if _is_storage_error(exc):
                     raise StoreError(f"store {self.path}: {exc}") from exc
                 raise
+            if not self._conn.in_transaction and sql.lstrip()[:6].upper() not in (
+                "SELECT", "PRAGMA",
+            ):  # fmt: skip
+                _test_kill_point()  # an autocommitted write, committed
+            return cur
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Run a SELECT and return all rows."""
