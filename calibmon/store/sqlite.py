@@ -344,8 +344,6 @@ class Store:
             raise StoreError(
                 f"{self.path} has schema {version}, newer than this calibmon ({SCHEMA_VERSION})"
             )
-        if version == SCHEMA_VERSION:
-            return
         with self.transaction():
             if 0 < version < 2:  # schema 1 had no error column
                 cols = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
