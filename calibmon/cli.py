@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import math
 import os
@@ -254,35 +253,27 @@ def _run_butler(args: argparse.Namespace, settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from calibmon.store import transfer
+
     settings = _settings(args)
     _setup_logging(args, settings)
-    with _open_store(settings) as store:
-        records = list(store.iter_records(day_obs=args.day_obs, metric=args.metric))
-    if args.format == "jsonl":
+    write_fmt = {"jsonl": transfer.export_jsonl, "csv": transfer.export_csv,
+                 "parquet": transfer.export_parquet}[args.format]  # fmt: skip
+    if args.format == "parquet" and not args.output:
+        raise ConfigError("--format parquet needs -o FILE")
+    n = 0
+    with _open_store(settings) as store:  # streamed: one day of records in memory at a time
 
         def write(fh) -> None:
-            for r in records:
-                fh.write(json.dumps(r.to_json_dict(), separators=(",", ":")) + "\n")
+            nonlocal n
+            n = write_fmt(store, fh, day_obs=args.day_obs, metric=args.metric)
 
         if args.output:
-            _atomic_write(Path(args.output), write)
+            _atomic_write(Path(args.output), write, "wb" if args.format == "parquet" else "w")
         else:
             write(sys.stdout)
-    else:
-        from calibmon.store.frames import records_frame
-
-        df = records_frame(records)
-        if args.format == "csv":
-            if args.output:
-                _atomic_write(Path(args.output), lambda fh: df.to_csv(fh, index=False))
-            else:
-                df.to_csv(sys.stdout, index=False)
-        else:  # parquet
-            if not args.output:
-                raise ConfigError("--format parquet needs -o FILE")
-            _atomic_write(Path(args.output), lambda fh: df.to_parquet(fh, index=False), "wb")
     if args.output:
-        print(f"wrote {len(records)} records to {args.output}", file=sys.stderr)
+        print(f"wrote {n} records to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -439,6 +430,7 @@ _REGISTRARS: list[str] = [
     "calibmon.calibs.cli:register",
     "calibmon.service.daemon:register",
     "calibmon.report.cli:register",
+    "calibmon.store.cli:register",
 ]
 
 

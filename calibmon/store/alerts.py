@@ -115,25 +115,62 @@ def history_values(
     if detector is not None:
         extra += " AND detector=?"
         extra_args.append(detector)
-    days = store.query(
-        f"SELECT DISTINCT day_obs FROM records WHERE {where} AND day_obs<?{extra}"
-        " ORDER BY day_obs DESC LIMIT ?",
-        [*params, before_day_obs, *extra_args, n_nights],
-    )
+    # the nights come from the small per-day table, the values from seeks into the
+    # day-major index: the look-back window's cost, not the history's
+    days = _days_with(
+        store, f"{where}{extra}", [*params, *extra_args],
+        store.days(instrument=instrument, metric=ms, before_day_obs=before_day_obs,
+                   descending=True), n_nights, check=detector is not None,
+    )  # fmt: skip
     if not days:
         return []
-    since = days[-1][0]
     rows = _fetch_tuples(
         store,
-        f"SELECT {_VALUE_COLS} FROM records WHERE {where} AND day_obs>=? AND day_obs<?{extra}"
+        f"SELECT {_VALUE_COLS} FROM records INDEXED BY records_day"
+        f" WHERE day_obs IN ({','.join('?' * len(days))}) AND {where}{extra}"
         " ORDER BY day_obs, timestamp",
-        [*params, since, before_day_obs, *extra_args],
+        [*sorted(days), *params, *extra_args],
     )
     latest: dict[tuple, ValueRow] = {}
     for r in rows:
         row = ValueRow._make(r)
         latest[(r[0], r[1], r[2], r[3], r[5], r[8])] = row
     return list(latest.values())  # insertion order is day_obs order
+
+
+def _days_with(
+    store: Store,
+    where: str,
+    args: Sequence[Any],
+    candidates: Sequence[str],
+    n_nights: int,
+    *,
+    check: bool = True,
+) -> list[str]:
+    """The first ``n_nights`` of ``candidates`` (day_obs, newest first, from
+    :meth:`Store.days`) on which a record matches ``where`` too. ``check=False`` when
+    ``where`` only restates the metric and instrument the candidates were chosen by;
+    otherwise they are checked in chunks through the day index."""
+    if n_nights <= 0:
+        return []
+    if not check:
+        return list(candidates[:n_nights])
+    out: list[str] = []
+    start, size = 0, max(n_nights, 1)
+    while start < len(candidates) and len(out) < n_nights:
+        chunk = list(candidates[start : start + size])
+        found = {
+            r[0]
+            for r in _fetch_tuples(
+                store,
+                "SELECT DISTINCT day_obs FROM records INDEXED BY records_day"
+                f" WHERE day_obs IN ({','.join('?' * len(chunk))}) AND {where}",
+                [*chunk, *args],
+            )
+        }
+        out.extend(d for d in chunk if d in found)
+        start, size = start + size, size * 2
+    return out[:n_nights]
 
 
 def _fetch_tuples(store: Store, sql: str, args: Sequence[Any]) -> list[tuple]:
@@ -157,18 +194,20 @@ def series_values(
 ) -> dict[str, list[tuple[str, float]]]:
     """Per amp, (day_obs, value) of the last ``n_nights`` nights up to ``until_day_obs``
     (for trend plots)."""
-    days = store.query(
-        "SELECT DISTINCT day_obs FROM records WHERE metric=? AND instrument=? AND detector=?"
-        " AND level=? AND day_obs<=? ORDER BY day_obs DESC LIMIT ?",
-        (metric, instrument, detector, level, until_day_obs, n_nights),
-    )
+    days = _days_with(
+        store, "metric=? AND instrument=? AND detector=? AND level=?",
+        [metric, instrument, detector, level],
+        store.days(instrument=instrument, metric=metric, until_day_obs=until_day_obs,
+                   descending=True), n_nights,
+    )  # fmt: skip
     if not days:
         return {}
     sql = (
-        "SELECT amp, day_obs, value FROM records WHERE metric=? AND instrument=? AND detector=?"
-        " AND level=? AND day_obs>=? AND day_obs<=?"
+        "SELECT amp, day_obs, value FROM records INDEXED BY records_day"
+        f" WHERE day_obs IN ({','.join('?' * len(days))})"
+        " AND metric=? AND instrument=? AND detector=? AND level=?"
     )
-    args: list[Any] = [metric, instrument, detector, level, days[-1][0], until_day_obs]
+    args: list[Any] = [*sorted(days), metric, instrument, detector, level]
     if amps is not None:
         a = sorted(set(amps))
         where, params = _in("amp", a)

@@ -153,7 +153,12 @@ def records_frame(records: Iterable[MetricRecord]) -> pd.DataFrame:
     have no detector, amp records no stats. An empty input gives an empty frame with the
     same columns.
     """
-    rows = [_row(r) for r in records]
+    return rows_frame([_row(r) for r in records])
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`records_frame` from rows already flattened like ``_row`` (the streamed
+    export builds them from stored tuples without making records)."""
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df.columns:
@@ -594,21 +599,14 @@ def alert_events(store, *, instrument: str | None = None, limit: int = 200) -> l
 
 def day_obs_list(store, instrument: str | None = None) -> list[str]:
     """Distinct day_obs with records, oldest first."""
-    if instrument is None:
-        rows = store.query("SELECT DISTINCT day_obs FROM records ORDER BY day_obs")
-    else:
-        rows = store.query(
-            "SELECT DISTINCT day_obs FROM records WHERE instrument=? ORDER BY day_obs",
-            (instrument,),
-        )
-    return [r[0] for r in rows]
+    return store.days(instrument=instrument)  # the per-day table: cost ~ number of days
 
 
 def instruments_on(store, day_obs: str) -> list[str]:
     """Instruments with records on ``day_obs``, most records first."""
     rows = store.query(
-        "SELECT instrument, COUNT(*) AS n FROM records WHERE day_obs=? GROUP BY instrument"
-        " ORDER BY n DESC, instrument",
+        "SELECT instrument, COUNT(*) AS n FROM records INDEXED BY records_day WHERE day_obs=?"
+        " GROUP BY instrument ORDER BY n DESC, instrument",
         (day_obs,),
     )
     return [r["instrument"] for r in rows]

@@ -40,26 +40,19 @@ import numpy as np
 from calibmon.errors import StoreError
 from calibmon.records import MetricRecord, Provenance, Stats, StoredRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    command TEXT NOT NULL,
-    input_dir TEXT,
-    day_obs TEXT,
-    status TEXT NOT NULL DEFAULT 'running',
-    n_files INTEGER NOT NULL DEFAULT 0,
-    n_rejected INTEGER NOT NULL DEFAULT 0,
-    n_skipped INTEGER NOT NULL DEFAULT 0,
-    n_records INTEGER NOT NULL DEFAULT 0,
-    software_version TEXT,
-    config_hash TEXT,
-    notes TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS records (
+# The records table and its indexes (schema 3). Every index is day- or time-major, so a
+# night's inserts append at the right edge of each B-tree instead of touching one leaf page
+# per series (schema 2's metric-major unique key and series index made a full-camera
+# night of ~49k records dirty ~49k scattered pages per index once the history was long,
+# which is what slowed nightly writes 1.0 s -> 3.3 s and wrote 64 GB for 3.4 GB).
+#   records_identity  the unique record identity (DESIGN §4), timestamp first
+#   records_seq       the outbox cursor (seq only grows)
+#   records_day       day-major read path in iter_records' order; level and detector_name
+#                     ride along so day filters on them are answered from the index
+_RECORDS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY,
     seq INTEGER NOT NULL,
     metric TEXT NOT NULL,
@@ -78,13 +71,50 @@ CREATE TABLE IF NOT EXISTS records (
     vendor TEXT NOT NULL DEFAULT '',
     stats TEXT,
     provenance TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    UNIQUE (metric, level, instrument, detector, amp, timestamp)
+    run_id TEXT NOT NULL
 );
+"""
+_RECORDS_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS records_identity
+    ON records(timestamp, instrument, metric, level, detector, amp);
 CREATE INDEX IF NOT EXISTS records_seq ON records(seq);
-CREATE INDEX IF NOT EXISTS records_day ON records(day_obs, metric);
-CREATE INDEX IF NOT EXISTS records_series
-    ON records(metric, instrument, detector, amp, day_obs);
+CREATE INDEX IF NOT EXISTS records_day
+    ON records(day_obs, metric, instrument, detector, amp, timestamp, level, detector_name);
+"""
+_RECORD_COLUMNS = (
+    "id, seq, metric, level, instrument, detector, amp, timestamp, value, error, unit,"
+    " calib_type, detector_name, day_obs, physical_filter, vendor, stats, provenance, run_id"
+)
+
+_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    command TEXT NOT NULL,
+    input_dir TEXT,
+    day_obs TEXT,
+    status TEXT NOT NULL DEFAULT 'running',
+    n_files INTEGER NOT NULL DEFAULT 0,
+    n_rejected INTEGER NOT NULL DEFAULT 0,
+    n_skipped INTEGER NOT NULL DEFAULT 0,
+    n_records INTEGER NOT NULL DEFAULT 0,
+    software_version TEXT,
+    config_hash TEXT,
+    notes TEXT NOT NULL DEFAULT '{}'
+);
+"""
+    + _RECORDS_TABLE.format(name="records")
+    + _RECORDS_INDEXES
+    + """
+CREATE TABLE IF NOT EXISTS record_days (
+    instrument TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    day_obs TEXT NOT NULL,
+    PRIMARY KEY (instrument, metric, day_obs)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_days_day ON record_days(day_obs);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sink_cursors (
     sink TEXT PRIMARY KEY,
@@ -188,6 +218,43 @@ CREATE TABLE IF NOT EXISTS certifications (
     certified_at TEXT NOT NULL
 );
 """
+)
+
+
+_KILL_STATE = {"n": 0}
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLAC")
+
+
+def _test_kill_point() -> None:
+    """Fault-injection hook for tests: with ``CALIBMON_TEST_KILL_AT=N`` in the environment
+    the process SIGKILLs itself at its Nth kill point; ``0`` only counts them (in
+    ``_KILL_STATE``). Kill points: the start of every write statement (each row of an
+    ``executemany``; through SQLite's trace callback, installed only when the variable is
+    set), every transaction once all is written but before ``COMMIT`` and just after it,
+    and every autocommitted write after it. Unset in production: one environment lookup
+    per transaction."""
+    at = os.environ.get("CALIBMON_TEST_KILL_AT")
+    if not at:
+        return
+    _KILL_STATE["n"] += 1
+    if _KILL_STATE["n"] == int(at):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _trace_kill_point(sql: str) -> None:
+    if sql.lstrip()[:6].upper() in _WRITE_VERBS:
+        _test_kill_point()
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """A full disk or failing I/O (not a bug in a statement): shown as one line naming the
+    store, never a traceback."""
+    if not isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        return False
+    text = str(exc).lower()
+    return any(k in text for k in ("full", "disk i/o", "readonly", "read-only"))
 
 
 def default_store_path() -> Path:
@@ -260,7 +327,14 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
+            # 64 MiB page cache (default 2 MiB): a night's write and a report's reads stay
+            # in memory; the WAL file is truncated back to 64 MiB after checkpoints instead
+            # of keeping its high-water mark
+            self._conn.execute("PRAGMA cache_size=-65536")
+            self._conn.execute("PRAGMA journal_size_limit=67108864")
             self._migrate()
+            if os.environ.get("CALIBMON_TEST_KILL_AT"):  # fault tests only
+                self._conn.set_trace_callback(_trace_kill_point)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable calibmon store: {exc}") from exc
 
@@ -276,9 +350,27 @@ class Store:
                 cols = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
                 if "error" not in cols:
                     self._conn.execute("ALTER TABLE records ADD COLUMN error REAL")
+            if 0 < version < 3:
+                # schema 2's records had a metric-major inline UNIQUE key, which only a
+                # rebuild can drop: move the rows over once, in day order (minutes for
+                # a year of a full camera; the old file's space is reused, not returned:
+                # run `calibmon store maintain --vacuum` to shrink it)
+                self._conn.execute("ALTER TABLE records RENAME TO records_v2")
+                for name in ("records_seq", "records_day", "records_series"):
+                    self._conn.execute(f"DROP INDEX IF EXISTS {name}")
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     self._conn.execute(stmt)
+            if 0 < version < 3:
+                self._conn.execute(
+                    f"INSERT INTO records({_RECORD_COLUMNS}) SELECT {_RECORD_COLUMNS}"
+                    " FROM records_v2 ORDER BY day_obs, timestamp"
+                )
+                self._conn.execute("DROP TABLE records_v2")
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO record_days(instrument, metric, day_obs)"
+                    " SELECT DISTINCT instrument, metric, day_obs FROM records"
+                )
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -291,16 +383,36 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                _test_kill_point()  # all of the transaction written, not committed
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if _is_storage_error(exc):
+                    raise StoreError(f"store {self.path}: {exc}") from exc
                 raise
             else:
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise StoreError(f"store {self.path}: cannot commit: {exc}") from exc
+                _test_kill_point()  # committed
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
         """Run one statement (autocommit unless inside :meth:`transaction`)."""
         with self._lock:
-            return self._conn.execute(sql, params)
+            try:
+                cur = self._conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                if _is_storage_error(exc):
+                    raise StoreError(f"store {self.path}: {exc}") from exc
+                raise
+            if not self._conn.in_transaction and sql.lstrip()[:6].upper() not in (
+                "SELECT", "PRAGMA",
+            ):  # fmt: skip
+                _test_kill_point()  # an autocommitted write, committed
+            return cur
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Run a SELECT and return all rows."""
@@ -375,19 +487,25 @@ class Store:
         )
 
     # -- records ----------------------------------------------------------------------
-    def write_records(self, records: Sequence[MetricRecord], run_id: str) -> int:
+    def write_records(self, records: Sequence[MetricRecord], run_id: str | None) -> int:
         """Insert or replace ``records`` in one transaction; returns how many were written.
 
         A record with the same identity (metric, level, instrument, detector, amp,
         timestamp) replaces the stored one and gets a new ``seq``, so remote sinks
-        re-deliver it (the server overwrites the same point).
+        re-deliver it (the server overwrites the same point). ``run_id`` None stores each
+        record under its own ``provenance.run`` (``calibmon import``).
         """
         if not records:
             return 0
+        # the records of one amp and kind share their Provenance object: serialise it once
+        prov_json: dict[int, str] = {}
         with self.transaction() as c:
             first = self._next_seq(len(records))
             rows = []
             for i, r in enumerate(records):
+                pj = prov_json.get(id(r.provenance))
+                if pj is None:
+                    pj = prov_json[id(r.provenance)] = r.provenance.model_dump_json()
                 metric, level, instrument, det, amp, ts = r.identity()
                 rows.append(
                     (
@@ -395,9 +513,14 @@ class Store:
                         r.unit,
                         r.calib_type, r.detector_name, r.day_obs, r.physical_filter, r.vendor,
                         r.stats.model_dump_json() if r.stats else None,
-                        r.provenance.model_dump_json(), run_id,
+                        pj,
+                        run_id if run_id is not None else r.provenance.run,
                     )
                 )  # fmt: skip
+            c.executemany(
+                "INSERT OR IGNORE INTO record_days(instrument, metric, day_obs) VALUES (?,?,?)",
+                sorted({(r.instrument, r.metric, r.day_obs) for r in records}),
+            )
             c.executemany(
                 "INSERT INTO records(seq, metric, level, instrument, detector, amp, timestamp,"
                 " value, error, unit, calib_type, detector_name, day_obs, physical_filter,"
@@ -413,6 +536,43 @@ class Store:
             )
         return len(records)
 
+    def days(
+        self,
+        *,
+        instrument: str | None = None,
+        metric: str | Iterable[str] | None = None,
+        since_day_obs: str | None = None,
+        until_day_obs: str | None = None,
+        before_day_obs: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Distinct day_obs holding records (of ``instrument``/``metric`` when given),
+        within the inclusive ``since``/``until`` bounds and before ``before_day_obs``.
+
+        Read from ``record_days`` (one row per instrument, metric and day, kept by
+        :meth:`write_records`), so it costs the number of days, not of records."""
+        where, params = ["1"], []
+        if instrument is not None:
+            where.append("instrument=?")
+            params.append(instrument)
+        if metric is not None:
+            ms = [metric] if isinstance(metric, str) else list(metric)
+            where.append(f"metric IN ({','.join('?' * len(ms))})")
+            params.extend(ms)
+        for op, val in ((">=", since_day_obs), ("<=", until_day_obs), ("<", before_day_obs)):
+            if val is not None:
+                where.append(f"day_obs{op}?")
+                params.append(val)
+        sql = (
+            f"SELECT DISTINCT day_obs FROM record_days WHERE {' AND '.join(where)}"
+            f" ORDER BY day_obs {'DESC' if descending else 'ASC'}"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [r[0] for r in self._conn_query_tuples(sql, params)]
+
     def iter_records(
         self,
         *,
@@ -426,13 +586,52 @@ class Store:
         until_day_obs: str | None = None,
     ) -> Iterator[MetricRecord]:
         """Stored records matching every given filter, ordered by day_obs, metric,
-        instrument, detector, amp, timestamp."""
-        where, params = [], []
-        if day_obs is not None:
-            where.append("day_obs=?")
-            params.append(day_obs)
-        if metric is not None:
-            ms = [metric] if isinstance(metric, str) else list(metric)
+        instrument, detector, amp, timestamp.
+
+        Streams one day at a time through the day-major index (``records_day``): memory
+        is one day's records whatever the history, and a day or a metric of a detector
+        costs what that day or series costs."""
+        cache: dict[str, Any] = {}
+        for _day, rows in self._record_rows(
+            "*", day_obs=day_obs, metric=metric, instrument=instrument,
+            detector_name=detector_name, amp=amp, level=level, since_day_obs=since_day_obs,
+            until_day_obs=until_day_obs, tuples=False,
+        ):  # fmt: skip
+            cache.clear()
+            for row in rows:
+                yield _row_to_record(row, cache)
+
+    EXPORT_COLUMNS = (
+        "metric, value, unit, calib_type, level, instrument, detector, detector_name, amp,"
+        " day_obs, physical_filter, vendor, timestamp, provenance, stats, error"
+    )
+    """Columns of :meth:`iter_record_rows`, in the order of the export form (§4)."""
+
+    def iter_record_rows(self, **filters: Any) -> Iterator[tuple]:
+        """Like :meth:`iter_records` (same filters and order) but plain tuples of
+        :data:`EXPORT_COLUMNS`, detector -1 and amp '' as stored: the streamed exports
+        build their output from these without making a record per row."""
+        for _day, rows in self._record_rows(self.EXPORT_COLUMNS, tuples=True, **filters):
+            yield from rows
+
+    def _record_rows(
+        self,
+        columns: str,
+        *,
+        day_obs: str | None = None,
+        metric: str | Iterable[str] | None = None,
+        instrument: str | None = None,
+        detector_name: str | None = None,
+        amp: str | None = None,
+        level: str | None = None,
+        since_day_obs: str | None = None,
+        until_day_obs: str | None = None,
+        tuples: bool,
+    ) -> Iterator[tuple[str, list]]:
+        """(day_obs, that day's matching rows), day by day, oldest first."""
+        ms = None if metric is None else ([metric] if isinstance(metric, str) else list(metric))
+        where, params = ["day_obs=?"], []
+        if ms is not None:
             where.append(f"metric IN ({','.join('?' * len(ms))})")
             params.extend(ms)
         for col, val in (
@@ -444,19 +643,24 @@ class Store:
             if val is not None:
                 where.append(f"{col}=?")
                 params.append(val)
-        if since_day_obs is not None:
-            where.append("day_obs>=?")
-            params.append(since_day_obs)
-        if until_day_obs is not None:
-            where.append("day_obs<=?")
-            params.append(until_day_obs)
-        sql = "SELECT * FROM records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY day_obs, metric, instrument, detector, amp, timestamp"
-        cache: dict[str, Any] = {}
-        for row in self.query(sql, params):
-            yield _row_to_record(row, cache)
+        sql = (
+            f"SELECT {columns} FROM records INDEXED BY records_day WHERE {' AND '.join(where)}"
+            " ORDER BY metric, instrument, detector, amp, timestamp"
+        )
+        if day_obs is not None:
+            if (since_day_obs is not None and day_obs < since_day_obs) or (
+                until_day_obs is not None and day_obs > until_day_obs
+            ):
+                return
+            days = [day_obs]
+        else:
+            days = self.days(
+                instrument=instrument, metric=ms, since_day_obs=since_day_obs,
+                until_day_obs=until_day_obs,
+            )  # fmt: skip
+        for day in days:
+            args = [day, *params]
+            yield day, self._conn_query_tuples(sql, args) if tuples else self.query(sql, args)
 
     def frame(self, **filters: Any):
         """Records as a pandas DataFrame, one row per record, provenance flattened
@@ -495,22 +699,41 @@ class Store:
         on_or_before_day_obs: str,
     ) -> tuple[str, float, float, str] | None:
         """Like :meth:`latest_value`, with the record's error: (metric, value, error,
-        day_obs); error NaN when the record has none. Lower limits are not measurements
-        and are skipped."""
+        day_obs); error NaN when the record has none. Lower limits (provenance
+        ``lower_limit``) are not measurements and are skipped.
+
+        Looks at the days that hold any of ``metrics`` newest first, in chunks of 1, 4,
+        16, … days: one index seek per metric and day, so the usual case (the value is
+        on the newest such day) costs one query whatever the history."""
         ms = list(metrics)
-        order = " ".join(f"WHEN '{m}' THEN {i}" for i, m in enumerate(ms))
-        rows = self.query(
-            f"SELECT metric, value, error, day_obs FROM records WHERE metric IN"
-            f" ({','.join('?' * len(ms))}) AND level='amp' AND instrument=? AND detector=?"
-            " AND amp=? AND day_obs<=? AND provenance NOT LIKE '%\"lower_limit\":true%'"
-            f" ORDER BY day_obs DESC, CASE metric {order} END, timestamp DESC LIMIT 1",
-            [*ms, instrument, detector, amp, on_or_before_day_obs],
-        )
-        if not rows:
+        if not ms:
             return None
-        r = rows[0]
-        err = r["error"]
-        return r["metric"], float(r["value"]), math.nan if err is None else float(err), r["day_obs"]
+        days = self.days(
+            instrument=instrument, metric=ms, until_day_obs=on_or_before_day_obs,
+            descending=True,
+        )  # fmt: skip
+        order = " ".join(f"WHEN '{m}' THEN {i}" for i, m in enumerate(ms))
+        start, size = 0, 1
+        while start < len(days):
+            chunk = days[start : start + size]
+            rows = self.query(
+                "SELECT metric, value, error, day_obs FROM records INDEXED BY records_day"
+                f" WHERE day_obs IN ({','.join('?' * len(chunk))})"
+                f" AND metric IN ({','.join('?' * len(ms))})"
+                " AND instrument=? AND detector=? AND amp=? AND level='amp'"
+                " AND provenance NOT LIKE '%\"lower_limit\":true%'"
+                f" ORDER BY day_obs DESC, CASE metric {order} END, timestamp DESC LIMIT 1",
+                [*chunk, *ms, instrument, detector, amp],
+            )
+            if rows:
+                r = rows[0]
+                err = r["error"]
+                return (
+                    r["metric"], float(r["value"]), math.nan if err is None else float(err),
+                    r["day_obs"],
+                )  # fmt: skip
+            start, size = start + size, size * 4
+        return None
 
     # -- pictures: binned master images and PTC curves ------------------------------------
     def write_amp_images(

@@ -4,16 +4,18 @@ incidents of every kind, run night by night through ``calibmon run`` into one st
 Cadences (the calibration team's notes, ``shared/reference``):
 
 * ``latiss``: LATISS daily — 3 bias, 3 darks of 1 s, 20 flats, and a daily_PTC of four
-  pairs at increasing exposure times well below saturation; full-size ITL amps.
+  pairs at increasing exposure times well below saturation; small amps for the 30-night
+  history, and ``latiss_full`` (full-size ITL amps) for a few stable nights
+  (``test_latiss_full_size.py``: a 30-night full-size history is ~20 min of CPU here).
 * ``lsstcam_dmtn222``: LSSTCam daily after DMTN-222 — 15 bias, 15 darks of 30 s,
   15 flats; a 20-pair PTC ramp on the first night only (the a00 that corrects later
   days' flat-pair gain for brighter-fatter comes from it, as at the observatory).
 * ``lsstcam_short_darks``: the same with only 3 darks of 30 s.
 
-The LSSTCam cadences use the simulator's small amps (100 × 150 data pixels) to keep
+The 30-night histories use the simulator's small amps (100 × 150 data pixels) to keep
 the suite fast; every threshold involved scales with the pixel count (errors from the
-data, defect limits from noise and pixel counts), and the LATISS cadence runs the
-full-size case.
+data, defect limits from noise and pixel counts); the full-size LATISS nights check the
+estimators where the pixel counts are real (10⁶ pixels a census, noise-dominated p95).
 
 Incident sizes and why each is detectable in one night at every cadence (σ = the
 metric's error on that night, read off the records):
@@ -79,8 +81,14 @@ class Incident:
 
 CADENCES: dict[str, Cadence] = {
     "latiss": Cadence(
-        "latiss", "LATISS", ("RXX_S00",), small=False, n_bias=3, n_dark=3, dark_time_s=1.0,
+        "latiss", "LATISS", ("RXX_S00",), small=True, n_bias=3, n_dark=3, dark_time_s=1.0,
         n_flat=20, daily_ptc_levels_e=(1000.0, 5000.0, 15000.0, 40000.0),
+    ),
+    # The same cadence on full-size amps, for the few nights CI can afford (one full-size
+    # LATISS night is ~35 raws of 75 MB: ~40 s of simulation and processing on 2 cores).
+    "latiss_full": Cadence(
+        "latiss_full", "LATISS", ("RXX_S00",), small=False, n_bias=3, n_dark=3,
+        dark_time_s=1.0, n_flat=20, daily_ptc_levels_e=(1000.0, 5000.0, 15000.0, 40000.0),
     ),
     "lsstcam_dmtn222": Cadence(
         "lsstcam_dmtn222", "LSSTCam", ("R22_S11", "R01_S01"), small=True, n_bias=15,

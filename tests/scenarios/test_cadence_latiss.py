@@ -1,4 +1,4 @@
-"""LATISS daily cadence (3 bias, 3 × 1 s darks, 20 flats, a 4-pair daily_PTC), full-size amps, 30 nights with incidents: see cadence_history."""
+"""LATISS daily cadence (3 bias, 3 × 1 s darks, 20 flats, a 4-pair daily_PTC), 30 nights with incidents, small amps: see cadence_history (full-size nights: test_latiss_full_size)."""
 
 import pytest
 
