@@ -506,9 +506,11 @@ def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     res.used["ptc"] = used_ids
     mu, var, t = np.asarray(mus), np.asarray(variances), np.asarray(times)
     n_px = np.asarray(npix, dtype=float)
-    a00_prior = ctx.best(task, "a00") or Hint(
-        flat_sci.NOMINAL_A00_PER_E, flat_sci.NOMINAL_A00_ERR_PER_E, "nominal"
-    )
+    # The fit's a00 prior is the nominal one, not the amp's last measurement: a nightly
+    # a00 with its small error, used as a prior for the next night's fit, pulled the
+    # PTC gain by +1σ over 20 simulated nights (and +2σ without the k2 refit); the
+    # store's a00 still corrects the flat-pair gain (step_gain).
+    a00_prior = Hint(flat_sci.NOMINAL_A00_PER_E, flat_sci.NOMINAL_A00_ERR_PER_E, "nominal")
     kw: dict[str, Any] = dict(
         n_pixels=n_px, exptime_s=t, a00_prior=a00_prior.value,
         a00_prior_err=_finite_or(a00_prior.error, flat_sci.NOMINAL_A00_ERR_PER_E),

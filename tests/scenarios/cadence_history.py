@@ -23,9 +23,9 @@ metric's error on that night, read off the records):
 * gain +3 %: flat-pair gain error ≤ 0.3 % (small amps, 7 pairs of 15 000 pixels;
   full size 0.05 %) → ≥ 10σ.
 * read noise × 1.4: error ≤ 0.5 % → 80σ.
-* dark current to 0.2 e-/s (a light leak, or a warm amp): error ≤ 0.02 e-/s even with
-  three 1-s darks (row-level overscan noise dominates) → ≥ 10σ; the transient (2 nights)
-  must resolve.
+* dark current to 2 e-/s (a light leak, a warm amp): the error of three 1-s darks is
+  ~0.02 e-/s on a full-size amp but ~0.18 e-/s on a 100 × 150 one (row-level overscan
+  noise dominates) → ≥ 10σ everywhere; the transient (2 nights) must resolve.
 * 30 hot pixels at 200 e-/s: above the noise-scaled detection limit (≈ 30 e-/s for three
   1-s darks: 5.6σ of ~5 e-/s); a count rise of 30 against a Poisson baseline of a few.
 * a hot column at 10 e-/s (column median test: 3 e-/s floor) and a cold column at 30 %
@@ -80,9 +80,14 @@ class Incident:
 
 
 CADENCES: dict[str, Cadence] = {
+    # camera_seed 28: no column defect on any amp (a column is 1 % of a small amp, over
+    # the 0.5 % defect spec, and a natural column at the census floor flickers in 1-s
+    # darks on 150-row amps: see the issue note); a full PTC on the first night gives the
+    # a00 the daily flat-pair gain is corrected with, as the observatory's history does
     "latiss": Cadence(
         "latiss", "LATISS", ("RXX_S00",), small=True, n_bias=3, n_dark=3, dark_time_s=1.0,
         n_flat=20, daily_ptc_levels_e=(1000.0, 5000.0, 15000.0, 40000.0),
+        first_night_ptc_pairs=20, camera_seed=28,
     ),
     # The same cadence on full-size amps, for the few nights CI can afford (one full-size
     # LATISS night is ~35 raws of 75 MB: ~40 s of simulation and processing on 2 cores).
@@ -105,8 +110,8 @@ CADENCES: dict[str, Cadence] = {
 INCIDENTS: tuple[Incident, ...] = (
     Incident(12, None, 0, "C03", "gain", {"gain_scale": 1.03}),
     Incident(13, None, 0, "C10", "read_noise", {"read_noise_scale": 1.4}),
-    Incident(14, None, 0, "C07", "dark_current", {"dark_current_e_per_s": 0.2}),
-    Incident(15, 16, 0, "C14", "dark_current", {"dark_current_e_per_s": 0.2}),
+    Incident(14, None, 0, "C07", "dark_current", {"dark_current_e_per_s": 2.0}),
+    Incident(15, 16, 0, "C14", "dark_current", {"dark_current_e_per_s": 2.0}),
     Incident(16, None, 0, "C12", "bright_columns", defects={"hot_columns": [47]}),
     Incident(
         17, None, 0, "C05", "bright_pixels",
@@ -170,10 +175,10 @@ def run_history(c: Cadence, root: Path, n_nights: int = N_NIGHTS) -> tuple[Path,
     for i in range(n_nights):
         overrides, defects = night_inputs(c, i, truth0)
         ptc: dict[str, Any] = {}
-        if c.daily_ptc_levels_e:
-            ptc = {"ptc": True, "ptc_levels_e": c.daily_ptc_levels_e}
-        elif i == 0 and c.first_night_ptc_pairs:
+        if i == 0 and c.first_night_ptc_pairs:
             ptc = {"ptc": True, "n_ptc_pairs": c.first_night_ptc_pairs}
+        elif c.daily_ptc_levels_e:
+            ptc = {"ptc": True, "ptc_levels_e": c.daily_ptc_levels_e}
         truth = simulate_night(
             raw, day(i), c.detectors, seed=5000 + i, overrides=overrides or None,
             extra_defects=defects or None, write_truth=True, **ptc, **kw,
