@@ -688,14 +688,13 @@ def step_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         block_px=dm.block, noise_floor_e_per_s=dm.noise_floor_e_per_s,
         pixel_noise_e_per_s=dm.pixel_noise_e_per_s, **extra,
     )  # fmt: skip
-    mean_rate = census.threshold - defects_sci.DARK_CURRENT_THRESHOLD_E_PER_S
     prov = {}
-    if math.isfinite(census.threshold):
+    if census.measured:
         # detection limit: e-/s above the amp's clipped mean that a pixel must exceed
-        prov["detection_limit_e_per_s"] = max(
-            defects_sci.DARK_CURRENT_THRESHOLD_E_PER_S,
-            census.threshold - (mean_rate if math.isfinite(mean_rate) else 0.0),
-        )
+        limit = defects_sci.DARK_CURRENT_THRESHOLD_E_PER_S
+        if pixel_noise is not None and math.isfinite(pixel_noise):
+            limit = max(limit, defects_sci.noise_nsigma(rate.size) * pixel_noise)
+        prov["detection_limit_e_per_s"] = limit
     res.put(
         "bright_pixels", census.n_pixels if census.measured else math.nan, census.reason, **prov
     )
