@@ -17,7 +17,7 @@ import pytest
 
 from calibmon.cli import main
 
-from .cadence_history import CADENCES, INCIDENTS, N_NIGHTS, day, run_history
+from .cadence_history import CADENCES, INCIDENTS, N_NIGHTS, day, shared_history
 
 
 def module_tests(name: str):
@@ -26,7 +26,7 @@ def module_tests(name: str):
     @pytest.fixture(scope="module")
     def history(tmp_path_factory: pytest.TempPathFactory):
         c = CADENCES[name]
-        store, cfg = run_history(c, tmp_path_factory.mktemp(c.name))
+        store, cfg = shared_history(tmp_path_factory, c)
         return c, store, cfg
 
     def test_each_incident_alerts_within_a_night(history, capsys) -> None:

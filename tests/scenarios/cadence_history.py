@@ -37,9 +37,13 @@ metric's error on that night, read off the records):
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
+import os
 import shutil
 import sqlite3
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +194,39 @@ def run_history(c: Cadence, root: Path, n_nights: int = N_NIGHTS) -> tuple[Path,
         assert code == 0, f"{c.name} night {i}: calibmon run exited {code}"
         shutil.rmtree(raw / day(i))
     return store, cfg
+
+
+@contextmanager
+def _locked(path: Path):
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def shared_dir(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """A directory built once per test session, whichever xdist worker asks first (the
+    others wait on a lock and reuse it): module fixtures of one module may run on both
+    workers, and a history costs minutes."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    d = base / f"shared-{name}"
+    with _locked(base / f"shared-{name}.lock"):
+        if not (d / "DONE").exists():
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            build(d)
+            (d / "DONE").write_text("built\n")
+    return d
+
+
+def shared_history(tmp_path_factory, c: Cadence, n_nights: int = N_NIGHTS) -> tuple[Path, Path]:
+    """:func:`run_history` of cadence ``c``, once per session (store, config)."""
+    d = shared_dir(tmp_path_factory, f"{c.name}-{n_nights}", lambda p: run_history(c, p, n_nights))
+    return d / "cm.sqlite", d / "calibmon.yaml"
 
 
 def alert_rows(store: Path) -> list[dict[str, Any]]:

@@ -24,6 +24,8 @@ import pytest
 from calibmon.cli import main
 from calibmon.simulate import simulate_night
 
+from .cadence_history import shared_dir
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("alert_history")]
 
 DETS = ["R22_S11", "R01_S01"]
@@ -76,7 +78,11 @@ def _night_inputs(i: int, truth0: dict) -> tuple[dict, dict]:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("history")
+    root = shared_dir(tmp_path_factory, "alert_history", _build_history)
+    return root / "cm.sqlite", root / "calibmon.yaml"
+
+
+def _build_history(root: Path) -> tuple[Path, Path]:
     store = root / "cm.sqlite"
     cfg = root / "calibmon.yaml"
     cfg.write_text(

@@ -16,7 +16,7 @@ import pytest
 
 from calibmon.store.sqlite import Store
 
-from .cadence_history import CADENCES, run_history
+from .cadence_history import CADENCES, shared_history
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("latiss_full")]
 
@@ -26,7 +26,7 @@ N_NIGHTS = 3
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory):
     c = CADENCES["latiss_full"]
-    store, _cfg = run_history(c, tmp_path_factory.mktemp(c.name), n_nights=N_NIGHTS)
+    store, _cfg = shared_history(tmp_path_factory, c, n_nights=N_NIGHTS)
     with Store(store) as s:
         recs = list(s.iter_records(level="amp"))
     return store, recs

@@ -20,6 +20,7 @@ pulls are Monte-Carlo tested in tests/science/test_ptc_pulls.py).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -31,7 +32,7 @@ from calibmon.cli import main
 from calibmon.simulate import simulate_night
 from calibmon.store.sqlite import Store
 
-from .cadence_history import day
+from .cadence_history import day, shared_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pulls")]
 
@@ -54,23 +55,25 @@ def _truth(metric: str, amp: dict) -> float | None:
     }.get(metric)
 
 
-@pytest.fixture(scope="module")
-def pulls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    root = tmp_path_factory.mktemp("pulls")
+def _build(root: Path) -> None:
     store = root / "cm.sqlite"
-    truths = {}
     for i in range(N_NIGHTS):
-        truth = simulate_night(
+        simulate_night(
             root / "raw", day(i), DETS, small=True, seed=900 + i, camera_seed=25, n_bias=15,
             n_dark=15, dark_time_s=30.0, n_flat=15, ptc=True, n_ptc_pairs=12, compress=False,
         )  # fmt: skip
-        truths[day(i)] = truth
         raw = root / "raw" / day(i)
         assert main(["run", "--input", str(raw), "--store", str(store), "-q"]) == 0
         for f in raw.glob("*.fits"):
-            f.unlink()
+            f.unlink()  # truth.json stays
+
+
+@pytest.fixture(scope="module")
+def pulls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    root = shared_dir(tmp_path_factory, "pulls", _build)
+    truths = {p.parent.name: json.loads(p.read_text()) for p in root.glob("raw/*/truth.json")}
     out: dict[str, list[float]] = defaultdict(list)
-    with Store(store) as s:
+    with Store(root / "cm.sqlite") as s:
         for r in s.iter_records(level="amp"):
             amp = truths[r.day_obs]["detectors"][r.detector_name]["amps"][r.amp]
             if amp.get("dead"):
