@@ -176,7 +176,9 @@ def test_values_and_provenance(history: History, records) -> None:
     for r in records:
         clean = (r.detector_name, r.amp) not in {(d, a) for _, d, a, _ in INJECTIONS}
         extra = r.provenance.model_extra
-        kind = {"verify_new_defects": "defects"}.get(r.metric, r.metric.split("_")[1])
+        kind = {"verify_new_defects": "defects", "verify_new_cold_defects": "defects"}.get(
+            r.metric, r.metric.split("_")[1]
+        )
         ref = r.provenance.input_calibs[kind]
         assert ref["id"] == history.products[(kind, r.detector_name)]
         assert ref["begin"] == "2025-11-01" and ref["end"] is None
