@@ -165,16 +165,6 @@ def normal_z(p: float, *, two_sided: bool = False, n_points: int = 1) -> float:
     return float(stats.norm.isf(q))
 
 
-def poisson_mean_allowed(n_allowed: int, p: float) -> float:
-    """Largest expected number λ of noise "defects" with ``P(count > n_allowed) ≤ p``.
-
-    From the bound ``P(X ≥ k) ≤ λᵏ/k!`` (Poisson, k = n_allowed + 1):
-    ``λ = (p·k!)^(1/k)`` — 1.2 for 10 allowed pixels at p = 5e-7.
-    """
-    k = int(n_allowed) + 1
-    return math.exp((math.log(p) + math.lgamma(k + 1)) / k)
-
-
 @functools.cache
 def median_variance_factor(n: int) -> float:
     """``n·Var(median)/σ²`` of the median of n independent normal values.
@@ -685,7 +675,6 @@ def find_new_defects(
     cold: bool = False,
     pixel_noise: float = math.nan,
     false_fail: float | None = None,
-    n_allowed: int = NEW_DEFECT_PIXELS_ALLOWED,
 ) -> NewDefects:
     """Hot (or ``cold``) pixels and columns of ``image`` not in ``certified_mask``.
 
@@ -698,13 +687,13 @@ def find_new_defects(
       column's pixels bad") and beyond ``z_col·1.2533·σ/√n_rows`` (the median's noise),
       ``z_col = Φ̄⁻¹(p/2 / n_cols)``;
     - a pixel outside those columns is bad when beyond the offset and beyond ``z_pix·σ``,
-      with ``z_pix`` such that the expected number of noise pixels λ keeps
-      ``P(count > n_allowed) ≤ p/2`` (:func:`poisson_mean_allowed`, λ ≈ 1.2):
-      ``z_pix = Φ̄⁻¹(λ/n_pixels)`` — the detection limit per pixel, stated in
-      ``pixel_limit``;
+      ``z_pix = Φ̄⁻¹(p/2 / n_pixels)`` (union bound over the pixels) — the detection
+      limit per pixel, stated in ``pixel_limit``;
 
-    so noise alone makes more than ``n_allowed`` new pixels with probability ≤ p
-    (``false_fail``, default :func:`day_false_fail`). σ is the larger of the image's
+    so noise alone makes even one new pixel or column with probability ≤ p
+    (``false_fail``, default :func:`day_false_fail`): the count is free of noise (not
+    merely below :data:`NEW_DEFECT_PIXELS_ALLOWED`, which stays the physical allowance),
+    so that it can be trended and alerted on. σ is the larger of the image's
     clipped std (3σ, 3 iterations, certified defects left out — it includes the real
     pixel-to-pixel non-uniformity) and ``pixel_noise`` (the expected noise of the
     master, if known).
@@ -738,8 +727,7 @@ def find_new_defects(
         return NewDefects(0, (), empty, math.nan, math.nan, math.nan, math.nan, math.nan)
     sigma = max(std, pixel_noise) if math.isfinite(pixel_noise) else std
     z_col = normal_z(p / 2.0, n_points=n_cols)
-    lam = poisson_mean_allowed(n_allowed, p / 2.0)
-    z_pix = normal_z(min(lam / max(n, 1), 0.5))
+    z_pix = normal_z(p / 2.0, n_points=n)
     col_limit = max(offset, z_col * 1.2533 * sigma / math.sqrt(n_rows))
     pix_limit = max(offset, z_pix * sigma)
     sign = np.float32(-1.0 if cold else 1.0)
