@@ -379,7 +379,14 @@ def _new_defects(
 # --------------------------------------------------------------------------------------
 def verify_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     """Per-exposure ratio statistics of each flat / certified flat (verdicts per detector),
-    and the day's new cold pixels/columns against the certified defects."""
+    and the day's new cold pixels/columns against the certified defects.
+
+    Without a certified flat but with certified defects, the new cold defects are those
+    of the day's census (``ctx.dark_census``; cp_pipe's 10 % below the mean is ≥ 12σ of a
+    single 15 ke− flat's pixel noise, so the census of a flat holds no noise).
+    """
+    if _calib(task, "flat") is None:
+        _census_cold_defects(task, res, ctx)
     got = _held_with_reference(task, res, ctx, "flat", FLAT_METRICS)
     if got is None:
         return
@@ -417,6 +424,26 @@ def verify_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     res.verify["flat_provenance"] = {
         "input_calibs": {"flat": cal.provenance(), **def_prov}, "gain_e_per_adu": gain,
     }  # fmt: skip
+
+
+def _census_cold_defects(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
+    """``verify_new_cold_defects`` from the day's cold-defect census and the certified
+    defects (no certified flat to verify against)."""
+    census = ctx.dark_census
+    if census is None or not census.measured:
+        return
+    bad, def_prov = _defect_mask(task, census.pixel_mask.shape)
+    if bad is None:
+        return
+    n_new = vsci.count_new_defects(census.pixel_mask, bad)
+    cols = vsci.new_defect_columns(census.column_indices, bad)
+    res.verify["new_cold_defects"] = n_new
+    res.verify["new_cold_columns"] = cols
+    res.put(
+        "verify_new_cold_defects", n_new, "", reference="certified defects", new_columns=cols,
+        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, input_calibs=def_prov,
+        note="day's cold-defect census (no certified flat)",
+    )  # fmt: skip
 
 
 def _new_cold_defects(

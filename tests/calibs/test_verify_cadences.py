@@ -82,3 +82,23 @@ def test_stable_full_size_amps_pass_with_three_one_second_darks(tmp_path) -> Non
     shapes = {r.amp for r in records}
     assert len(shapes) == 16
     _check_stable(records, 16)
+
+
+def test_new_cold_column_without_a_certified_flat(tmp_path) -> None:
+    """Certified defects but no certified flat: the day's cold-defect census still gives
+    verify_new_cold_defects (and verify_new_defects), on the amp with the new column only."""
+    later = {"extra_defects": {"R22_S11": {"C03": {"cold_columns": [12]}}}}
+    records = verify_records(tmp_path, NIGHTS3[:2], ["R22_S11"],
+                             {"small": True, "n_bias": 5, "n_dark": 5, "n_flat": 6},
+                             calib_types=("bias", "dark", "defects"), later=later)  # fmt: skip
+    cold = {r.amp: r for r in records if r.metric == "verify_new_cold_defects"}
+    assert len(cold) == 16
+    assert not any(r.metric == "verify_flat_pass" for r in records)
+    for amp, r in cold.items():
+        if amp == "C03":
+            assert 0.99 * 152 <= r.value <= 152  # e2v small amp rows, certified ones aside
+            assert r.provenance.model_extra["new_columns"] == [12]
+        else:
+            assert r.value == 0, amp
+    total = {r.amp: r.value for r in records if r.metric == "verify_new_defects"}
+    assert total["C03"] == cold["C03"].value and total["C04"] == 0
