@@ -38,7 +38,7 @@ system-deps:
 	-@$(SUDO) systemctl disable --now influxdb prometheus prometheus-alertmanager victoria-metrics >/dev/null 2>&1 || true
 
 test: system-deps install
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from calibmon.errors import ConfigError
 
-UNITS = frozenset({"adu", "electron", "electron/s", "electron/adu", "1/electron", "1", "count"})
+UNITS = frozenset(
+    {"adu", "electron", "electron/s", "electron/adu", "1/electron", "1/adu", "1", "count"}
+)
 CALIB_TYPES = ("bias", "dark", "flat", "ptc", "defects", "verify")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -55,6 +57,12 @@ class Threshold(BaseModel):
       increase   value − baseline > max(absolute, relative·|baseline|, nsigma·σ_baseline)
                  (counts such as new hot columns; one-sided)
 
+    The value's 1σ ``error`` (DESIGN.md §4) enters every kind: a fixed limit fires only
+    when the value is beyond it by ``k·error``, and the drift/increase σ combines the
+    amp's intrinsic scatter, today's error and the baseline's own uncertainty (see
+    :mod:`calibmon.alerts.rules`). ``nsigma`` omitted = the engine's ``alerts.nsigma``
+    (the false-alarm budget's k).
+
     Optional keys (all backwards compatible; the alert engine, ``calibmon.alerts``, reads them):
       direction     drift only: ``both`` (default), ``up`` or ``down`` (dead amp: ``down``)
       per_filter    baseline only from nights with the same ``physical_filter`` (flats)
@@ -64,6 +72,8 @@ class Threshold(BaseModel):
       clear_for     H: consecutive clear evaluations before a firing alert resolves
       clear_band    drift/increase: "clear" means inside clear_band × band (hysteresis)
       clear_margin  fixed: "clear" means inside the limits by this much (value units)
+      poisson       increase only: the value is a count; the band's σ is at least the
+                    Poisson √max(baseline, 1) (pixel censuses: hot/cold pixels)
       message       per-amp text, ``str.format`` with {detector_name} {amp} {instrument}
                     {metric} {value} {threshold} {baseline} {unit} {since_day_obs}
                     {day_obs} {rule}
@@ -94,6 +104,7 @@ class Threshold(BaseModel):
     clear_for: int | None = Field(None, ge=1)
     clear_band: float | None = Field(None, gt=0, le=1)
     clear_margin: float | None = Field(None, ge=0)
+    poisson: bool = False
     message: str = ""
     action: str = ""
 
@@ -109,6 +120,8 @@ class Threshold(BaseModel):
             raise ValueError("an increase threshold needs absolute")
         if self.direction != "both" and self.kind != "drift":
             raise ValueError("direction applies to drift thresholds only")
+        if self.poisson and self.kind != "increase":
+            raise ValueError("poisson applies to increase thresholds only")
         if self.message:
             unknown = _template_fields(self.message) - MESSAGE_FIELDS
             if unknown:

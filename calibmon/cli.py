@@ -285,7 +285,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workdir = (
         Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="calibmon-demo-"))
     )
-    store_path = Path(args.store) if args.store else workdir / "calibmon.sqlite"
+    store_path = Path(args.store) if getattr(args, "store", None) else workdir / "calibmon.sqlite"
     settings = load_settings(getattr(args, "config", None), store=store_path)
     _setup_logging(args, settings)
     day_obs = args.day_obs
@@ -359,11 +359,37 @@ def amp_table(records) -> str:
 # Parser
 # --------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, store: bool = True) -> None:
+    """``--store``, ``--config``, ``--debug`` and ``-q`` on one (sub-)parser.
+
+    Their defaults are ``argparse.SUPPRESS``: argparse parses a sub-command into a fresh
+    namespace and copies it over its parent's, so a default there would erase the value
+    given earlier on the line (``calibmon alerts --store S evaluate``); an option not
+    given is simply absent (read it with ``getattr(args, name, None)``). Options already
+    on the parser are left alone, so this may run twice (``build_parser`` runs it on
+    every parser once all are registered)."""
+    options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("--config",), {"help": "calibmon.yaml (default: $CALIBMON_CONFIG)"}),
+        (("--debug",), {"action": "store_true", "help": "debug logging with tracebacks"}),
+        (("-q", "--quiet"), {"action": "store_true", "help": "warnings and errors only"}),
+    ]
     if store:
-        p.add_argument("--store", help="SQLite store (default: $CALIBMON_STORE or user data dir)")
-    p.add_argument("--config", help="calibmon.yaml (default: $CALIBMON_CONFIG)")
-    p.add_argument("--debug", action="store_true", help="debug logging with tracebacks")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+        options.insert(
+            0, (("--store",), {"help": "SQLite store (default: $CALIBMON_STORE or user data dir)"})
+        )
+    for flags, kwargs in options:
+        if not any(f in p._option_string_actions for f in flags):
+            p.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+
+
+def _common_everywhere(parser: argparse.ArgumentParser) -> None:
+    """:func:`_common` on ``parser`` and every sub-command parser below it, so that
+    ``--store``/``--config`` may stand before a command, between a command and its
+    action, or after it, for every command a registrar added."""
+    _common(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                _common_everywhere(sub)
 
 
 def _sub(subs, name: str, help_: str, example: str, func) -> argparse.ArgumentParser:
@@ -432,8 +458,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-bias", type=int, default=15)
     p.add_argument("--n-dark", type=int, default=15)
     p.add_argument("--n-flat", type=int, default=16)
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
 
     p = _sub(subs, "run", "process every exposure under DIR into the store and sinks; exit 0 "
              "when all inputs were processed, 1 when some were rejected, 2 on usage error",
@@ -466,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError:  # a feature module not installed in this build
             continue
         registrar(subs)
+    _common_everywhere(parser)
     return parser
 
 

@@ -63,7 +63,9 @@ class MinFrames(BaseModel):
     bias: int = Field(1, ge=1)
     dark: int = Field(1, ge=1)
     flat: int = Field(2, ge=2)
-    ptc: int = Field(10, ge=6)
+    # two pairs at two levels are a measurement (a mini-PTC such as LATISS's daily_PTC):
+    # gain and noise with a00 from a prior; see science.ptc
+    ptc: int = Field(4, ge=4)
 
 
 class _YamlSource(PydanticBaseSettingsSource):

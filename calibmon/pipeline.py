@@ -57,8 +57,9 @@ from calibmon.science import flat as flat_sci
 from calibmon.science import linearity as lin_sci
 from calibmon.science import ptc as ptc_sci
 from calibmon.science.combine import clipped_mean_stack
-from calibmon.science.isr import overscan_correct_into, overscan_residuals
+from calibmon.science.isr import overscan_correct_into
 from calibmon.science.robust import summary_stats
+from calibmon.science.verify import master_noise_factor
 
 # Binning of the master images kept for pictures (report mosaics): 16x16 pixels.
 IMAGE_BIN = 16
@@ -81,6 +82,25 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Hint:
+    """A number measured on an earlier day (or nominal) that today's steps may need."""
+
+    value: float
+    error: float  # 1σ, same unit; NaN when unknown
+    source: str  # e.g. "ptc_gain 20251101 (store)", "nominal E2V"
+    day_obs: str = ""  # day it was measured ("" for nominal values)
+
+
+@dataclass(frozen=True)
+class AmpHints:
+    """Earlier measurements of one amp: gain (e-/adu), a00 (1/e-), k2 (1/adu)."""
+
+    gain: Hint | None = None
+    a00: Hint | None = None
+    k2: Hint | None = None
+
+
+@dataclass(frozen=True)
 class AmpTask:
     """One amp of one detector-day, as the steps see it."""
 
@@ -90,7 +110,7 @@ class AmpTask:
     vendor: str
     amp: str
     frames: dict[str, tuple[Frame, ...]]  # kind -> frames (seqnum order)
-    gain_hint: tuple[float, str] | None  # (e-/adu, source) from the store or nominal
+    hints: AmpHints  # earlier gain / a00 / k2 of this amp (store or nominal)
     cache: FileCache | None = field(default=None, compare=False)
     calibs: dict[str, CertifiedCalib] | None = None  # kind -> certified product (verify steps)
 
@@ -110,7 +130,7 @@ class AmpSetTask:
     vendor: str
     amps: tuple[str, ...]
     frames: dict[str, tuple[Frame, ...]]
-    gain_hints: dict[str, tuple[float, str] | None]
+    hints: dict[str, AmpHints]
     calibs: dict[str, CertifiedCalib] | None = None  # kind -> certified product (verify steps)
 
 
@@ -266,16 +286,27 @@ class AmpContext:
 
     master_bias: np.ndarray | None = None
     read_noise_adu: float = math.nan
-    gain: tuple[float, str] | None = None  # measured today: (e-/adu, source)
+    read_noise_err_adu: float = math.nan
+    # noise realisation of the master bias (dark_sci.half_difference) and its factor
+    bias_half: tuple[np.ndarray, float] | None = None
+    gain: Hint | None = None  # measured today (PTC > flat pairs)
+    a00: Hint | None = None  # measured today (PTC)
+    k2: Hint | None = None  # measured today (PTC linearity)
+    pairs: list[flat_sci.PairStats] = field(default_factory=list)  # flat + PTC pairs
     dark_census: defects_sci.DefectCensus | None = None  # cold pixels/columns (flat)
     bright_census: defects_sci.DefectCensus | None = None  # hot pixels/columns (dark)
     data_shape: tuple[int, int] | None = None
     # kind -> (stack, frames used), held for that kind's verify step (calibs.steps)
     stacks: dict[str, tuple[np.ndarray, list[Frame]]] = field(default_factory=dict)
 
-    def best_gain(self, task: AmpTask) -> tuple[float, str] | None:
-        """Gain for ADU→electron: measured today (PTC > flat), else the store/nominal hint."""
-        return self.gain or task.gain_hint
+    def best_gain(self, task: AmpTask) -> Hint | None:
+        """Gain for ADU→electron: measured today (PTC > flat pairs), else the amp's
+        latest measured gain from the store, else nominal."""
+        return self.gain or task.hints.gain
+
+    def best(self, task: AmpTask, name: str) -> Hint | None:
+        """Today's a00/k2 if measured, else the store's."""
+        return getattr(self, name) or getattr(task.hints, name)
 
 
 def bin_image(image: np.ndarray, factor: int = IMAGE_BIN) -> np.ndarray:
@@ -317,6 +348,16 @@ def _pairs(frames: Sequence[Frame]) -> list[tuple[Frame, Frame]]:
     return out
 
 
+def _frame_means_hook(means: list[float]) -> FrameHook:
+    """A hook collecting each frame's mean overscan-corrected data level (adu)."""
+
+    def hook(image: np.ndarray, geom: AmpGeometry, levels: np.ndarray) -> None:
+        data = image[geom.data_rows, geom.data_cols]
+        means.append(float(data.mean(dtype=np.float64) - levels.mean(dtype=np.float64)))
+
+    return hook
+
+
 def step_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     frames = task.frames.get("bias", ())
     if not frames:
@@ -324,8 +365,8 @@ def step_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     noises: list[bias_sci.FrameNoise] = []
 
     def hook(image: np.ndarray, geom: AmpGeometry, levels: np.ndarray) -> None:
-        resid = overscan_residuals(image, geom.data_rows, geom.overscan_level_cols, levels)
-        noises.append(bias_sci.overscan_frame_noise(resid, levels))
+        overscan = image[geom.data_rows, geom.overscan_level_cols]
+        noises.append(bias_sci.overscan_frame_noise_rows(overscan, levels))
 
     stack, used, _ = read_corrected_stack(
         frames, task.amp, task.detector_name, res, hook, task.cache, buffer_key="bias"
@@ -335,27 +376,35 @@ def step_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         for m in ("bias_level", "read_noise_adu", "bias_mean", "bias_noise"):
             res.put(m, math.nan, "no readable bias frame")
         return
-    ctx.read_noise_adu = bias_sci.read_noise_adu(noises)
-    res.put("bias_level", bias_sci.bias_level_adu(noises))
-    res.put("read_noise_adu", ctx.read_noise_adu)
+    rn, rn_err = bias_sci.read_noise_adu_with_error(noises)
+    ctx.read_noise_adu, ctx.read_noise_err_adu = rn, rn_err
+    level, level_err = bias_sci.bias_level_with_error(noises)
+    res.put("bias_level", level, error=level_err)
+    res.put("read_noise_adu", rn, error=rn_err)
+    if len(used) >= 2:
+        ctx.bias_half = dark_sci.half_difference(stack)
     ctx.master_bias = clipped_mean_stack(stack)
     ctx.data_shape = ctx.master_bias.shape
     _keep_for_verify(task, ctx, "bias", stack, used)
     del stack
-    mean, std = bias_sci.master_bias_stats(ctx.master_bias)
-    res.put("bias_mean", mean)
-    res.put("bias_noise", std)
+    st = bias_sci.master_bias_stats_with_errors(ctx.master_bias)
+    res.put("bias_mean", st.mean_adu, error=st.mean_err_adu)
+    res.put("bias_noise", st.noise_adu, error=st.noise_err_adu)
     res.images["bias"] = bin_image(ctx.master_bias)
 
 
 def step_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
-    """Daily flats: flat level, flat-pair gain, cold defects, serial CTI (EPER)."""
+    """Daily flats: flat level, pair statistics (for the gain step), cold defects, serial
+    CTI (EPER)."""
     frames = task.frames.get("flat", ())
     if not frames:
         return
     eper: dict[str, Any] = {"n": 0}
+    frame_means: list[float] = []
+    level_hook = _frame_means_hook(frame_means)
 
     def hook(image: np.ndarray, geom: AmpGeometry, levels: np.ndarray) -> None:
+        level_hook(image, geom, levels)
         # EPER needs the raw overscan incl. its first (trail) columns, levelled by the
         # far columns (``levels``), and the last data column.
         os_ = image[geom.data_rows, geom.serial_overscan_cols].astype(np.float64)
@@ -373,36 +422,39 @@ def step_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     )
     res.used["flat"] = [f.exposure_id for f in used]
     if not used:
-        for m in ("flat_level", "gain", "dark_pixels", "dark_columns", "serial_cti"):
+        for m in ("flat_level", "dark_pixels", "dark_columns", "serial_cti"):
             res.put(m, math.nan, "no readable flat frame")
         return
     note = _subtract_bias(stack, ctx)
     by_id = {f.exposure_id: k for k, f in enumerate(used)}
-    pairs = []
-    for a, b in _pairs(used):
-        pairs.append(
-            flat_sci.pair_statistics(stack[by_id[a.exposure_id]], stack[by_id[b.exposure_id]])
-        )
+    flat_pairs = [
+        flat_sci.pair_statistics(stack[by_id[a.exposure_id]], stack[by_id[b.exposure_id]])
+        for a, b in _pairs(used)
+    ]
+    ctx.pairs.extend(flat_pairs)
     master = clipped_mean_stack(stack)
     _keep_for_verify(task, ctx, "flat", stack, used)
     del stack
     ctx.data_shape = master.shape
     level = flat_sci.flat_level(master)
-    res.put("flat_level", level, "flat has no usable pixels", **({"note": note} if note else {}))
-    rn = ctx.read_noise_adu
-    gain, why = flat_sci.gain_from_flat_pairs(pairs, rn)
-    extra: dict[str, Any] = {"n_pairs": len(pairs)}
-    if not math.isfinite(rn):
-        extra["note"] = "no read noise of the day: not subtracted from the pair variance"
-    res.put("gain", gain, why, **extra)
-    if math.isfinite(gain):
-        ctx.gain = (gain, f"gain {task.day_obs} (flat pairs)")
-    # cold defects on the normalised master flat
+    res.put(
+        "flat_level", level, "flat has no usable pixels",
+        error=flat_sci.flat_level_error(frame_means), **({"note": note} if note else {}),
+    )  # fmt: skip
+    # cold defects on the normalised master flat; the master's per-pixel noise relative
+    # to its level from the pairs' variance (per frame) over the frames combined
+    pair_vars = [p.var_adu2 for p in flat_pairs if math.isfinite(p.var_adu2)]
+    noise_rel = None
+    if pair_vars and math.isfinite(level) and level > 0:
+        noise_rel = math.sqrt(float(np.median(pair_vars)) / len(used)) / level
     norm = master / np.float32(level) if math.isfinite(level) and level > 0 else master * np.nan
-    census = defects_sci.find_dark_defects(norm)
+    census = defects_sci.find_dark_defects(norm, pixel_noise_rel=noise_rel)
     ctx.dark_census = census
-    res.put("dark_pixels", census.n_pixels if census.measured else math.nan, census.reason)
-    res.put("dark_columns", census.n_columns if census.measured else math.nan, census.reason)
+    prov = {"detection_limit_frac": census.threshold} if math.isfinite(census.threshold) else {}
+    res.put("dark_pixels", census.n_pixels if census.measured else math.nan, census.reason, **prov)
+    res.put(
+        "dark_columns", census.n_columns if census.measured else math.nan, census.reason, **prov
+    )
     res.images["flat"] = bin_image(norm)
     # serial CTI by EPER on the mean of the flats
     n = eper["n"]
@@ -410,7 +462,10 @@ def step_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     if ctx.master_bias is not None:
         last = last - ctx.master_bias[:, -1]
     ep = cti_sci.eper_serial(eper["os"] / n, last, int(eper["transfers"]))
-    res.put("serial_cti", ep.cti, ep.reason, cti_err=ep.cti_err, n_transfers=int(eper["transfers"]))
+    res.put(
+        "serial_cti", ep.cti, ep.reason, error=ep.cti_err, cti_err=ep.cti_err,
+        n_transfers=int(eper["transfers"]),
+    )  # fmt: skip
 
 
 def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
@@ -428,6 +483,7 @@ def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         _subtract_bias(stack, ctx)
         ps = flat_sci.pair_statistics(stack[0], stack[1])
         if math.isfinite(ps.mu_adu) and math.isfinite(ps.var_adu2):
+            ctx.pairs.append(ps)
             mus.append(ps.mu_adu)
             variances.append(ps.var_adu2)
             times.append(0.5 * (a.exptime_s + b.exptime_s))
@@ -435,21 +491,45 @@ def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
             used_ids += [a.exposure_id, b.exposure_id]
     res.used["ptc"] = used_ids
     mu, var, t = np.asarray(mus), np.asarray(variances), np.asarray(times)
-    fit = ptc_sci.fit_ptc_astier(mu, var, n_pixels=np.asarray(npix, dtype=float))
+    a00_prior = ctx.best(task, "a00")
+    fit = ptc_sci.fit_ptc_astier(
+        mu, var, n_pixels=np.asarray(npix, dtype=float),
+        **_ptc_prior_kwargs(a00_prior),
+    )  # fmt: skip
     n_used = int(np.count_nonzero(fit.used)) if fit.used.size else 0
     extra = {"n_pairs": len(mus), "n_pairs_used": n_used}
-    res.put("ptc_gain", fit.gain, fit.reason, gain_err=fit.gain_err, **extra)
-    res.put("ptc_noise", fit.noise_e, fit.reason)
-    res.put("ptc_a00", fit.a00, fit.reason, a00_err=fit.a00_err)
-    res.put("ptc_turnoff", fit.turnoff_adu, fit.reason)
-    res.put("full_well", fit.full_well_e, fit.reason)
+    res.put("ptc_gain", fit.gain, fit.reason, error=fit.gain_err, gain_err=fit.gain_err, **extra)
+    res.put("ptc_noise", fit.noise_e, fit.reason, error=getattr(fit, "noise_err_e", None))
+    res.put("ptc_a00", fit.a00, fit.reason, error=fit.a00_err, a00_err=fit.a00_err)
+    lower = bool(getattr(fit, "turnoff_is_lower_limit", not math.isfinite(fit.full_well_e)))
+    if lower and math.isfinite(fit.turnoff_adu):
+        why = "no roll-off in the ramp: a lower limit, not a measurement"
+        res.put("ptc_turnoff", fit.turnoff_adu, lower_limit=True, note=why)
+        if math.isfinite(fit.gain):
+            res.put("full_well", fit.turnoff_adu * fit.gain, lower_limit=True, note=why)
+    else:
+        res.put(
+            "ptc_turnoff", fit.turnoff_adu, fit.reason, error=getattr(fit, "turnoff_err_adu", None)
+        )
+        res.put(
+            "full_well", fit.full_well_e, fit.reason, error=getattr(fit, "full_well_err_e", None)
+        )
     if math.isfinite(fit.gain):
-        ctx.gain = (fit.gain, f"ptc_gain {task.day_obs} (PTC)")
+        ctx.gain = Hint(fit.gain, fit.gain_err, "PTC", task.day_obs)
+    if math.isfinite(fit.a00) and math.isfinite(fit.a00_err) and n_used >= 3:
+        ctx.a00 = Hint(fit.a00, fit.a00_err, "PTC", task.day_obs)
     lin = lin_sci.linearity_from_ramp(
         t, mu, ptc_turnoff_adu=fit.turnoff_adu if math.isfinite(fit.turnoff_adu) else None
     )
-    res.put("linearity_turnoff", lin.turnoff_adu, lin.reason)
-    res.put("max_frac_nonlinearity", lin.max_frac_nonlinearity, lin.reason)
+    res.put("linearity_turnoff", lin.turnoff_adu, lin.reason,
+            error=getattr(lin, "turnoff_err_adu", None))  # fmt: skip
+    res.put("max_frac_nonlinearity", lin.max_frac_nonlinearity, lin.reason,
+            error=getattr(lin, "max_frac_nonlinearity_err", None))  # fmt: skip
+    k2, k2_err = getattr(lin, "k2_per_adu", math.nan), getattr(lin, "k2_err_per_adu", math.nan)
+    if math.isfinite(k2):
+        res.put("nonlinearity_k2", k2, error=k2_err)
+        if math.isfinite(k2_err):
+            ctx.k2 = Hint(k2, k2_err, "PTC", task.day_obs)
     res.ptc_curve = {
         "exptime_s": t.tolist(),
         "mu_adu": mu.tolist(),
@@ -459,8 +539,66 @@ def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         "residual_frac": np.asarray(lin.residual_frac, dtype=float).tolist(),
         "gain": fit.gain,
         "turnoff_adu": fit.turnoff_adu,
+        "turnoff_is_lower_limit": lower,
         "linearity_turnoff_adu": lin.turnoff_adu,
     }
+
+
+def _ptc_prior_kwargs(prior: Hint | None) -> dict[str, float]:
+    """a00 prior for short ramps, when the PTC fit takes one (science.ptc)."""
+    import inspect
+
+    if "a00_prior" not in inspect.signature(ptc_sci.fit_ptc_astier).parameters:
+        return {}
+    if prior is None:
+        return {"a00_prior": flat_sci.NOMINAL_A00_PER_E,
+                "a00_prior_err": flat_sci.NOMINAL_A00_ERR_PER_E}  # fmt: skip
+    return {"a00_prior": prior.value, "a00_prior_err": prior.error}
+
+
+def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
+    """``gain`` from every flat pair of the day — daily flats and PTC/daily_PTC pairs —
+    corrected for brighter-fatter (a00) and nonlinearity (k2) with the amp's best known
+    values (today's PTC, else the store's, else nominal a00 with its spread as error)."""
+    if not ctx.pairs:
+        if "flat" in task.frames:
+            res.put("gain", math.nan, "no flat pairs")
+        return
+    a00 = ctx.best(task, "a00")
+    k2 = ctx.best(task, "k2")
+    extra: dict[str, Any] = {}
+    if a00 is None:
+        a00 = Hint(flat_sci.NOMINAL_A00_PER_E, flat_sci.NOMINAL_A00_ERR_PER_E, "nominal")
+        extra["a00_source"] = "nominal (no PTC a00 measured for this amp): spread in the error"
+    else:
+        extra["a00_source"] = f"{a00.source} {a00.day_obs}".strip()
+    if a00.day_obs:
+        # A PTC's a00 is fitted to the measured (nonlinear) means and variances, which
+        # makes it a00 + 3·k2/g: the Astier inversion with it corrects nonlinearity too.
+        k2 = Hint(0.0, 0.0, "absorbed in the PTC a00")
+        extra["k2_source"] = k2.source
+    elif k2 is None:
+        k2 = Hint(0.0, 0.0, "none")
+        extra["k2_source"] = "none (no linearity measured for this amp): not corrected"
+    else:
+        extra["k2_source"] = f"{k2.source} {k2.day_obs}".strip()
+    rn = ctx.read_noise_adu
+    if not math.isfinite(rn):
+        extra["note"] = "no read noise of the day: not subtracted from the pair variance"
+    est = flat_sci.gain_from_pairs(
+        ctx.pairs, rn,
+        read_noise_err_adu=_finite_or(ctx.read_noise_err_adu, 0.0),
+        a00_per_e=a00.value, a00_err_per_e=_finite_or(a00.error, 0.0),
+        k2_per_adu=k2.value, k2_err_per_adu=_finite_or(k2.error, 0.0),
+    )  # fmt: skip
+    extra.update(n_pairs=est.n_pairs, bf_nl_correction=est.bf_correction)
+    res.put("gain", est.gain, est.reason, error=est.error, **extra)
+    if math.isfinite(est.gain) and ctx.gain is None:
+        ctx.gain = Hint(est.gain, est.error, "flat pairs", task.day_obs)
+
+
+def _finite_or(x: float | None, default: float) -> float:
+    return float(x) if x is not None and math.isfinite(x) else default
 
 
 def step_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
@@ -486,22 +624,74 @@ def step_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     # per-frame dark time, so frames of different length combine correctly (adu/s)
     for k, f in enumerate(used):
         stack[k] /= np.float32(f.darktime_s)
+    # the master's noise: half-differences of the darks and of the biases subtracted
+    parts: list[tuple[np.ndarray, float, float]] = []
+    # (the masters are clipped means: their noise exceeds a mean's by master_noise_factor)
+    if len(used) >= 2:
+        diff, factor = dark_sci.half_difference(stack)
+        parts.append((diff, factor * master_noise_factor(len(used)), gain.value))
+    if ctx.bias_half is not None and not note:
+        inv_t = float(np.mean([1.0 / f.darktime_s for f in used]))
+        n_bias = len(res.used.get("bias", ())) or 1
+        parts.append(
+            (ctx.bias_half[0], ctx.bias_half[1] * master_noise_factor(n_bias), gain.value * inv_t)
+        )
+    noise = dark_sci.HalfDifferenceNoise(parts) if len(used) >= 2 else None
     rate_adu = clipped_mean_stack(stack)
     _keep_for_verify(task, ctx, "dark", stack, used)  # adu/s, day's master bias subtracted
     del stack
     ctx.data_shape = rate_adu.shape
-    rate = dark_sci.dark_current_image(rate_adu, np.zeros_like(rate_adu), 1.0, gain[0])
-    dm = dark_sci.dark_metrics(rate)
-    extra = {"gain_e_per_adu": gain[0], "gain_source": gain[1]}
+    rate = dark_sci.dark_current_image(rate_adu, np.zeros_like(rate_adu), 1.0, gain.value)
+    gain_rel = gain.error / gain.value if math.isfinite(gain.error) and gain.value > 0 else 0.0
+    pixel_noise = math.sqrt(max(noise.block_var(1), 0.0)) if noise is not None else None
+    census = defects_sci.find_bright_defects(rate, pixel_noise_e_per_s=pixel_noise)
+    ctx.bright_census = census
+    dm = dark_sci.dark_metrics(
+        rate, noise=noise, gain_rel_err=gain_rel,
+        p95_exclude=census.pixel_mask if census.measured else None,
+    )  # fmt: skip
+    extra = {"gain_e_per_adu": gain.value, "gain_source": _gain_source(gain, task.day_obs)}
     if note:
         extra["note"] = note
-    res.put("dark_current", dm.dark_current, dm.reason, **extra)
-    res.put("dark_current_p95", dm.dark_current_p95, dm.reason, **extra)
-    census = defects_sci.find_bright_defects(rate)
-    ctx.bright_census = census
-    res.put("bright_pixels", census.n_pixels if census.measured else math.nan, census.reason)
-    res.put("bright_columns", census.n_columns if census.measured else math.nan, census.reason)
+    res.put("dark_current", dm.dark_current, dm.reason, error=dm.dark_current_err, **extra)
+    res.put(
+        "dark_current_p95", dm.dark_current_p95, dm.reason, error=dm.dark_current_p95_err,
+        block_px=dm.block, noise_floor_e_per_s=dm.noise_floor_e_per_s,
+        pixel_noise_e_per_s=dm.pixel_noise_e_per_s, **extra,
+    )  # fmt: skip
+    mean_rate = census.threshold - defects_sci.DARK_CURRENT_THRESHOLD_E_PER_S
+    prov = {}
+    if math.isfinite(census.threshold):
+        # detection limit: e-/s above the amp's clipped mean that a pixel must exceed
+        prov["detection_limit_e_per_s"] = max(
+            defects_sci.DARK_CURRENT_THRESHOLD_E_PER_S,
+            census.threshold - (mean_rate if math.isfinite(mean_rate) else 0.0),
+        )
+    res.put(
+        "bright_pixels", census.n_pixels if census.measured else math.nan, census.reason, **prov
+    )
+    res.put(
+        "bright_columns", census.n_columns if census.measured else math.nan, census.reason, **prov
+    )
     res.images["dark"] = bin_image(rate)
+
+
+def _gain_source(gain: Hint, day_obs: str) -> str:
+    """What provenance says of a gain: where it came from, on which day, how old."""
+    if not gain.day_obs:
+        return f"{gain.source} (no gain ever measured for this amp)"
+    if gain.day_obs == day_obs:
+        return f"{gain.source} {gain.day_obs} (today)"
+    return f"{gain.source} {gain.day_obs} ({_age_days(gain.day_obs, day_obs)} days old)"
+
+
+def _age_days(then: str, now: str) -> int:
+    try:
+        a = datetime.strptime(then, "%Y%m%d")
+        b = datetime.strptime(now, "%Y%m%d")
+    except ValueError:
+        return -1
+    return (b - a).days
 
 
 def step_defects(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
@@ -522,21 +712,26 @@ def step_defects(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
 
 
 def step_read_noise_e(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
-    """read_noise (e-) = read_noise_adu × gain; the gain's source goes to provenance."""
+    """read_noise (e-) = read_noise_adu × gain; the gain's source and age go to provenance."""
     if "read_noise_adu" not in res.values:
         return
     gain = ctx.best_gain(task)
     if gain is None:
         res.put("read_noise", math.nan, "no gain available")
         return
-    rn = res.values["read_noise_adu"] * gain[0]
-    res.put(
-        "read_noise",
-        rn,
-        res.reasons.get("read_noise_adu", ""),
-        gain_e_per_adu=gain[0],
-        gain_source=gain[1],
-    )
+    rn_adu = res.values["read_noise_adu"]
+    rn = rn_adu * gain.value
+    rel = [res.errors.get("read_noise_adu", math.nan) / rn_adu if rn_adu else math.nan]
+    rel.append(gain.error / gain.value if gain.value else math.nan)
+    err = abs(rn) * math.hypot(*[x for x in rel if math.isfinite(x)] or [math.nan])
+    extra: dict[str, Any] = {
+        "gain_e_per_adu": gain.value,
+        "gain_source": _gain_source(gain, task.day_obs),
+    }
+    if gain.day_obs:
+        extra["gain_day_obs"] = gain.day_obs
+        extra["gain_age_days"] = _age_days(gain.day_obs, task.day_obs)
+    res.put("read_noise", rn, res.reasons.get("read_noise_adu", ""), error=err, **extra)
 
 
 STEPS: tuple[Callable[[AmpTask, AmpResult, AmpContext], None], ...] = (
@@ -545,6 +740,7 @@ STEPS: tuple[Callable[[AmpTask, AmpResult, AmpContext], None], ...] = (
     step_flat,
     calib_steps.verify_flat,
     step_ptc,
+    step_gain,
     step_dark,
     calib_steps.verify_dark,
     step_defects,
@@ -565,7 +761,7 @@ def measure_amps(task: AmpSetTask) -> list[AmpResult]:
                     task.vendor,
                     amp,
                     task.frames,
-                    task.gain_hints.get(amp),
+                    task.hints.get(amp, AmpHints()),
                     cache,
                     task.calibs,
                 )
@@ -617,7 +813,7 @@ METRIC_KIND: dict[str, str] = {
     "bias_mean": "bias", "bias_noise": "bias",
     "dark_current": "dark", "dark_current_p95": "dark", "bright_pixels": "dark",
     "bright_columns": "dark",
-    "flat_level": "flat", "gain": "flat", "dark_pixels": "flat", "dark_columns": "flat",
+    "flat_level": "flat", "gain": "flat", "nonlinearity_k2": "ptc", "dark_pixels": "flat", "dark_columns": "flat",
     "serial_cti": "flat",
     "ptc_gain": "ptc", "ptc_noise": "ptc", "ptc_turnoff": "ptc", "full_well": "ptc",
     "ptc_a00": "ptc", "linearity_turnoff": "ptc", "max_frac_nonlinearity": "ptc",
@@ -632,7 +828,8 @@ METRIC_KIND: dict[str, str] = {
 def _group_for(dd: DetectorDay, metric: str, catalogue: Catalogue) -> Group | None:
     """The group whose exposures/timestamp a metric's record carries."""
     kind = METRIC_KIND.get(metric, catalogue.calib_type(metric))
-    return dd.groups.get(kind) or (dd.groups.get("flat") if metric == "defect_fraction" else None)
+    fallback = {"defect_fraction": "flat", "gain": "ptc"}.get(metric)
+    return dd.groups.get(kind) or (dd.groups.get(fallback) if fallback else None)
 
 
 @dataclass
@@ -864,7 +1061,7 @@ AMPS_PER_TASK = 8
 def run_detector_days(
     dds: Sequence[DetectorDay],
     executor: Executor,
-    gain_hints: Callable[[DetectorDay, str], tuple[float, str] | None],
+    hints: Callable[[DetectorDay, str], AmpHints],
     on_detector_done: Callable[[DetectorDay, list[AmpResult]], None],
     progress: Callable[[int, int], None] | None = None,
     amps_per_task: int = AMPS_PER_TASK,
@@ -884,7 +1081,7 @@ def run_detector_days(
             amps = dd.amps[k : k + amps_per_task]
             task = AmpSetTask(
                 dd.instrument, dd.day_obs, dd.detector_name, dd.vendor, amps, frames,
-                {a: gain_hints(dd, a) for a in amps}, calibs=calibs(dd) if calibs else None,
+                {a: hints(dd, a) for a in amps}, calibs=calibs(dd) if calibs else None,
             )  # fmt: skip
             pending[executor.submit(measure_amps, task)] = (i, amps)
     done = 0

@@ -10,8 +10,9 @@
     calibmon alerts test-notify [--notifier NAME]
     calibmon alerts deliver                               retry the notification outbox now
 
-Options (``--store``, ``--config``, …) go after the action: ``calibmon alerts evaluate
---store cm.sqlite --day-obs 20251121``.
+Options (``--store``, ``--config``, ``--debug``, ``-q``) may stand anywhere on the line:
+``calibmon --store cm.sqlite alerts evaluate``, ``calibmon alerts --store cm.sqlite
+evaluate`` and ``calibmon alerts evaluate --store cm.sqlite`` are the same.
 """
 
 from __future__ import annotations
@@ -315,7 +316,8 @@ def register(subparsers: Any) -> None:
              "and send notifications", "calibmon alerts evaluate --day-obs 20251121",
              cmd_evaluate)  # fmt: skip
     a.add_argument("--day-obs", type=cli._day_obs, required=True)
-    a.add_argument("--instrument", help="only this instrument")
+    # SUPPRESS: `alerts --instrument X evaluate` keeps X (the parent's option, default None)
+    a.add_argument("--instrument", default=argparse.SUPPRESS, help="only this instrument")
     a.add_argument("--expect", help="calib types expected this day (staleness), e.g. "
                    "bias,dark,flat; needs --instrument (default: alerts.expected)")  # fmt: skip
     a.add_argument("--no-deliver", action="store_true", help="queue notifications only")
@@ -328,7 +330,8 @@ def register(subparsers: Any) -> None:
     a.add_argument("--detector", required=True, help="detector name, e.g. R22_S11")
     a.add_argument("--amp", help="only this amp, e.g. C10")
     a.add_argument("--rule", help="only this rule, e.g. gain_drift")
-    a.add_argument("--instrument", help="only this instrument (default: config instrument)")
+    a.add_argument("--instrument", default=argparse.SUPPRESS,
+                   help="only this instrument (default: config instrument)")  # fmt: skip
     a.add_argument("--until", type=_day_arg, required=True, help="last day_obs silenced")
     a.add_argument("--reason", required=True)
     _common(a)

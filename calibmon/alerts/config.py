@@ -33,6 +33,7 @@ The ``alerts:`` mapping of ``calibmon.yaml`` is :class:`AlertsConfig` (all keys 
       lookback_nights: 30        # nights of history walked for the baseline
       clear_for: 2               # H: consecutive clear evaluations to resolve
       clear_band: 0.8            # clear = back inside 0.8 × the drift band
+      nsigma: 5.1                # k: significance of every rule (see below)
       group_by: detector         # one notification per detector (or per rule+detector)
       rules:
         gain_drift: {for: 2, severity: critical}
@@ -42,6 +43,18 @@ The ``alerts:`` mapping of ``calibmon.yaml`` is :class:`AlertsConfig` (all keys 
 
 :func:`alerts_config` joins that with ``notifiers``, ``known_bad`` and ``dashboard_url``
 of :class:`~calibmon.config.Settings`.
+
+``nsigma`` (k) is how many of its own σ a value must be beyond a fixed limit (σ = the
+record's ``error``) or away from its baseline (σ of the deviation: intrinsic scatter,
+today's error and the baseline's uncertainty) to fire. The default spends the false-alarm
+budget of 1e-5 per amp-night (≈ one false page a month for LSSTCam's 3216 amps) over the
+24 amp-level rules of the shipped catalogue: Φ⁻¹(1 − 1e-5 / (2·24)) = 5.06 → 5.1
+(:func:`calibmon.alerts.rules.nsigma_for_budget`). A threshold's own ``nsigma`` wins.
+
+Severities: ``info`` is information, not a page (dark current or read noise falling).
+Alertmanager receives every severity (``deploy/alertmanager/alertmanager.yml`` routes
+``info`` to a null receiver: visible in its UI only); the webhook and e-mail notifiers
+default to ``min_severity: warning`` so info never reaches on-call through them.
 """
 
 from __future__ import annotations
@@ -62,7 +75,7 @@ from pydantic import (
     model_validator,
 )
 
-from calibmon.alerts.rules import Expectation
+from calibmon.alerts.rules import DEFAULT_NSIGMA, Expectation
 from calibmon.config import KnownBad
 from calibmon.errors import ConfigError
 from calibmon.secrets import LoginFromEnv, TokenFromEnv, held_secrets, read_secret
@@ -131,6 +144,7 @@ class WebhookConfig(_NotifierBase):
 
     type: Literal["webhook"]
     url: str
+    min_severity: Severity = "warning"  # info is not a page (module docstring)
     secret_env: str | None = None
     secret_file: Path | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -166,6 +180,7 @@ class EmailConfig(_NotifierBase, LoginFromEnv):
 
     type: Literal["email"]
     host: str
+    min_severity: Severity = "warning"  # info is not a page (module docstring)
     port: Annotated[int, Field(gt=0, lt=65536)] = 25
     from_addr: str = Field(alias="from")
     to: Annotated[list[str], Field(min_length=1)]
@@ -244,6 +259,7 @@ class AlertsConfig(BaseModel):
     lookback_nights: int = Field(30, ge=2)
     clear_for: int = Field(2, ge=1)
     clear_band: float = Field(0.8, gt=0, le=1)
+    nsigma: float = Field(DEFAULT_NSIGMA, ge=1, le=20)
     pool_sigma: bool = True
     trend_nights: int = Field(30, ge=2)
     recent_nights: int = Field(7, ge=0)

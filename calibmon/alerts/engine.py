@@ -117,6 +117,7 @@ def rule_params(catalogue: Catalogue, cfg: AlertsConfig) -> list[RuleParams]:
                     clear_band=pick("clear_band", t.clear_band, cfg.clear_band),
                     pool=cfg.pool_sigma and t.pool == "detector",
                     spec=m.spec,
+                    nsigma=cfg.nsigma,
                 )
             )
     unknown = set(cfg.rules) - known
@@ -133,7 +134,7 @@ def _subject(r: db.ValueRow) -> Subject:
 
 
 def _sample(r: db.ValueRow) -> Sample:
-    return Sample(r.day_obs, r.value, r.physical_filter)
+    return Sample(r.day_obs, r.value, r.physical_filter, r.error)
 
 
 def _detector_number(instrument: str, name: str) -> int:
@@ -151,18 +152,24 @@ def judge_day(
     instrument: str | None = None,
     expected: Sequence[Expectation] = (),
 ) -> list[Evaluation]:
-    """Evaluations of every rule on the stored records of ``day_obs`` (no state)."""
+    """Evaluations of every rule on the stored records of ``day_obs`` (no state).
+
+    A record whose provenance says ``lower_limit: true`` (a full well or PTC turnoff from
+    a ramp without roll-off) is not a value: no rule judges it and no baseline holds it.
+    """
     today = db.day_values(store, day_obs, {p.metric for p in params}, instrument)
     by_metric: dict[str, list[db.ValueRow]] = defaultdict(list)
     for r in today:
-        by_metric[r.metric].append(r)
+        if not r.lower_limit:
+            by_metric[r.metric].append(r)
     base_metrics = {p.metric for p in params if p.kind != "fixed" and p.metric in by_metric}
     history: dict[tuple[str, str, str, int], list[db.ValueRow]] = defaultdict(list)
     for r in db.history_values(
         store, base_metrics, before_day_obs=day_obs, n_nights=cfg.lookback_nights,
         instrument=instrument,
     ):  # fmt: skip
-        history[(r.metric, r.level, r.instrument, r.detector)].append(r)
+        if not r.lower_limit:
+            history[(r.metric, r.level, r.instrument, r.detector)].append(r)
 
     out: list[Evaluation] = []
     for p in params:
@@ -370,7 +377,7 @@ def _last(ev: Evaluation, since: str | None) -> dict[str, Any]:
         "description": ev.describe(since), "summary": ev.summary, "action": ev.action,
         "spec": ev.spec, "day_obs": ev.day_obs, "low": ev.low, "high": ev.high,
         "physical_filter": ev.physical_filter, "firing": ev.firing, "clear": ev.clear,
-        "sides": ev.sides,
+        "sides": ev.sides, "error": ev.error, "sigma_dev": ev.sigma_dev,
     }  # fmt: skip
 
 

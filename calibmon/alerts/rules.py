@@ -7,17 +7,51 @@ reads values from the store, calls these functions and keeps the state per alert
 Kinds of rule (each a ``thresholds:`` entry of a metric in ``metrics/*.yaml``):
 
 fixed
-    Spec limit: value outside ``[low, high]``; optionally only for one vendor or
+    Spec limit: value beyond ``[low, high]`` by more than ``k·error`` (the record's 1σ
+    ``error``; without one, beyond the limit at all); optionally only for one vendor or
     instrument. Verification failing is a fixed rule on ``verify_*_pass`` (``low: 0.5``)
     whose ``message`` reads "bias for R22_S11 C10 no longer verifies since D: recertify".
 drift
     Against the amp's own baseline: ``|value − b| > band`` with
-    ``band = max(relative·|b|, nsigma·σ_b, absolute)`` (``direction: up/down`` makes it
-    one-sided; the dead-amp rule is ``flat_level`` drifting ``down`` by half, critical).
+    ``band = max(relative·|b|, k·σ_dev, absolute)``, σ_dev the σ of ``value − b``
+    (:func:`deviation_sigma`: intrinsic night-to-night scatter + today's error² + the
+    baseline median's variance). ``direction: up/down`` makes it one-sided: rules are
+    sign-aware (dark current and read noise rising page, falling is ``info``; gain either
+    way; CTI rising; the dead-amp rule is ``flat_level`` falling by half, critical).
 increase
-    ``value − b > band`` (same band, one-sided): new hot/cold columns.
+    ``value − b > band`` (same band, one-sided): new hot/cold columns; with ``poisson``,
+    pixel counts whose band is at least the Poisson quantile (:func:`poisson_band`).
 staleness
     An expected calibration type has no record for a day_obs (:func:`evaluate_staleness`).
+
+The false-alarm budget and k
+    All rules together may false-alarm on at most 1e-5 amp-nights (one false page a
+    month over LSSTCam's 3216 amps). The 24 amp-level rules share it equally (Bonferroni,
+    valid for correlated rules too): 4.2e-7 each, a two-sided Gaussian k = Φ⁻¹(1 −
+    4.2e-7/2) = 5.06 → ``alerts.nsigma`` = :data:`DEFAULT_NSIGMA` = 5.1
+    (:func:`nsigma_for_budget`; one-sided rules and fixed limits use one tail and stay
+    within it twice over). Measured: 64 000 stable simulated amp-nights with a realistic
+    spread of errors fire nothing, and at k = 3 the rate is 2.4e-3 against the Gaussian
+    2.7e-3 (``tests/alerts/test_alert_false_alarms.py``).
+
+Errors (DESIGN.md §4)
+    Each :class:`Sample` carries the record's ``error``. σ_b (pooled or own, below) is
+    the scatter of the history's *values*, so it already contains the history's typical
+    measurement error: σ_intrinsic² = max(0, σ_b² − median(error_hist²)), and today's
+    deviation has σ_dev² = σ_intrinsic² + error_today² + (π/2n)·σ_b². A night with fewer
+    frames (large error) gets a wider band and does not page; a precise night a narrower
+    one and does not hide a real change. Errors wrong by a common factor cancel (only
+    today's error relative to the history's typical one matters). Records whose
+    provenance says ``lower_limit: true`` are not values: the engine never hands them to
+    a rule or a baseline.
+
+Why not EWMA/CUSUM
+    These charts accumulate small persistent shifts and detect them earlier than a
+    one-night test, but they delay large steps and need their own in-control σ and
+    reset logic; the requirement here is a decision each night on that night's value
+    (a step alerted within one night, a transient resolved), which is the Shewhart-type
+    test against a robust baseline below. Small slow drifts are left to the relative
+    floors and the trend dashboards.
 
 Baseline (drift, increase)
     ``b`` is the median and ``σ_b`` is 1.4826·MAD of the amp's last ``baseline_nights``
@@ -34,8 +68,8 @@ Baseline (drift, increase)
     night on 3216 amps — while a real 7σ step is missed whenever σ̂ came out high). With
     ``pool: detector`` (the default), σ_b is σ_pool, the robust scatter of all the
     detector's amps' good nights about their own baselines (relative to |b| when the rule
-    has ``relative``, so amps of different levels pool), from ≈ 160 values: the
-    false-alarm rate of a 5σ band drops to ≈ 1e-5. An amp whose own σ is larger than
+    has ``relative``, so amps of different levels pool), from ≈ 160 values (±9 %), so
+    the k-σ band's tail is close to the Gaussian one. An amp whose own σ is larger than
     σ_pool beyond chance (> :func:`noisy_amp_factor` × σ_pool, the 99th percentile of
     the MAD estimate) is a noisier amp and keeps its own σ, so it does not page every
     night either. ``pool: none`` (or ``alerts.pool_sigma: false``) uses the amp's own σ.
@@ -47,9 +81,11 @@ the narrower band ``clear_band·band`` for drift/increase, or inside the limits 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,6 +100,27 @@ SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
 Kind = Literal["fixed", "drift", "increase", "staleness"]
+
+#: False alarms allowed per amp-night, all rules together: ≈ one false page a month for
+#: the 3216 amps of LSSTCam (3216 × 30 × 1e-5 ≈ 1).
+FALSE_ALARM_BUDGET = 1e-5
+#: Amp-level rules of the shipped catalogue that can fire on one amp-night
+#: (``tests/alerts`` recounts them from ``metrics/*.yaml`` and checks this).
+N_AMP_RULES = 24
+
+
+def nsigma_for_budget(budget: float = FALSE_ALARM_BUDGET, n_rules: int = N_AMP_RULES) -> float:
+    """k such that ``n_rules`` two-sided k-σ Gaussian tests together false-alarm at most
+    ``budget`` per amp-night: each gets ``budget / n_rules`` (Bonferroni, which also holds
+    for correlated rules), k = Φ⁻¹(1 − budget / (2·n_rules)). Two-sided for every rule
+    (one-sided rules and fixed limits use only one tail, so they are within it twice
+    over). 1e-5 / 24 rules → k = 5.06."""
+    return NormalDist().inv_cdf(1.0 - budget / (2.0 * n_rules))
+
+
+#: The default k (``alerts.nsigma``): :func:`nsigma_for_budget` for the shipped catalogue,
+#: 5.06, rounded up; it leaves room for up to 29 rules.
+DEFAULT_NSIGMA = 5.1
 
 
 # --------------------------------------------------------------------------------------
@@ -88,10 +145,19 @@ class RuleParams:
     clear_band: float = 0.8
     pool: bool = True
     spec: str = ""
+    nsigma: float | None = None  # k: ``alerts.nsigma`` unless the threshold sets its own
 
     @property
     def rule(self) -> str:
         return self.threshold.rule
+
+    @property
+    def k(self) -> float:
+        """The significance k of this rule: the threshold's ``nsigma`` if set, else the
+        engine's (``alerts.nsigma``), else :data:`DEFAULT_NSIGMA`."""
+        if self.threshold.nsigma:
+            return self.threshold.nsigma
+        return self.nsigma if self.nsigma is not None else DEFAULT_NSIGMA
 
     @property
     def kind(self) -> str:
@@ -121,11 +187,13 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One night's value of one series (unit: the metric's)."""
+    """One night's value of one series (unit: the metric's) and its 1σ statistical
+    ``error`` (same unit; None for counts and where unknown, DESIGN.md §4)."""
 
     day_obs: str
     value: float
     physical_filter: str = ""
+    error: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +205,7 @@ class Baseline:
     sigma_own: float
     n: int
     days: tuple[str, ...] = ()
+    e2_typ: float | None = None  # median squared error of those nights (None: no errors)
 
 
 class Expectation(BaseModel):
@@ -196,6 +265,8 @@ class Evaluation:
     action: str = ""
     physical_filter: str = ""
     baseline_days: tuple[str, ...] = field(default=(), repr=False)
+    error: float | None = None  # the value's 1σ (None: unknown or a count)
+    sigma_dev: float | None = None  # drift/increase: σ of value − baseline used for the band
 
     @property
     def identity(self) -> tuple[str, str, int, str]:
@@ -206,7 +277,8 @@ class Evaluation:
         return None if self.baseline is None else self.value - self.baseline
 
     def change_text(self) -> str:
-        """How far from the baseline: ``+0.045 e-/adu (+3.0 %, +11.2σ)``; "" without one."""
+        """How far from the baseline: ``+0.045 e-/adu (+3.0 %, +11.2σ)`` (σ of the
+        deviation, today's error included, else σ_b); "" without one."""
         dev = self.deviation
         if dev is None:
             return ""
@@ -214,8 +286,9 @@ class Evaluation:
         extra = []
         if self.baseline:
             extra.append(f"{100.0 * dev / abs(self.baseline):+.1f} %")
-        if self.baseline_sigma:
-            extra.append(f"{dev / self.baseline_sigma:+.1f}σ")
+        sigma = self.sigma_dev or self.baseline_sigma  # σ of the deviation when known
+        if sigma:
+            extra.append(f"{dev / sigma:+.1f}σ")
         if extra:
             parts.append(f"({', '.join(extra)})")
         return " ".join(parts)
@@ -243,9 +316,11 @@ class Evaluation:
                 self.direction, "limit"
             )
             thr = "" if self.threshold is None else f" {rel} {_g(self.threshold)}{u}"
-            return f"{self.metric} of {self.where()} is {_g(self.value)}{u}{thr}; since {since}"
+            pm = f" ± {_g(self.error, 2)}" if self.error else ""
+            return f"{self.metric} of {self.where()} is {_g(self.value)}{pm}{u}{thr}; since {since}"
+        pm = f" ± {_g(self.error, 2)}" if self.error else ""
         base = (
-            f"{self.metric} of {self.where()} is {_g(self.value)}{u}, {self.change_text()} "
+            f"{self.metric} of {self.where()} is {_g(self.value)}{pm}{u}, {self.change_text()} "
             f"from its baseline {_g(self.baseline)} ± {_g(self.baseline_sigma, 2)}{u} "
             f"(median of {self.n_baseline} good nights); limit {_g(self.threshold)}{u}"
         )
@@ -319,21 +394,113 @@ def robust_baseline(values: Iterable[float]) -> tuple[float, float]:
     return med, SIGMA_PER_MAD * mad * _correction(_OWN_MAD_CORRECTION, len(v))
 
 
-def band_width(t: Threshold, baseline: float, sigma: float, n_baseline: int | None = None) -> float:
-    """Allowed |deviation|: max(relative·|b|, nsigma·σ_dev, absolute) over the terms set.
+def deviation_sigma(
+    sigma_b: float,
+    n_baseline: int | None = None,
+    *,
+    error: float | None = None,
+    e2_typ: float | None = None,
+) -> float:
+    """σ of ``value − b`` (value unit) for a baseline ``b`` = median of ``n_baseline`` nights.
 
-    σ_dev = σ_b·√(1 + π/(2n)) is the scatter of ``value − b`` when b is the median of
-    n nights (the median's variance is πσ²/2n); without ``n_baseline`` σ_dev = σ_b.
+    ``sigma_b`` is the nights' scatter (pooled or the amp's own); it already holds the
+    history's typical measurement error, ``e2_typ`` (the median of the history's squared
+    errors). Then::
+
+        σ_intrinsic² = max(0, σ_b² − e2_typ)
+        σ_dev²       = σ_intrinsic² + error² + (π / 2n)·σ_b²
+
+    (today's error in place of the typical one; the median of n nights has variance
+    πσ_b²/2n). A night with fewer frames (larger ``error``) gets a wider band and does not
+    page; a precise night a narrower one, so it does not hide a real change. The absolute
+    scale of the errors cancels when today's is typical (σ_dev ≈ σ_b), so errors that are
+    all too small or too large by a common factor do not change the false-alarm rate;
+    only their night-to-night ratios matter. Without ``error`` or ``e2_typ``
+    σ_dev = σ_b·√(1 + π/2n), the behaviour without errors.
+    """
+    inflate2 = math.pi / (2.0 * n_baseline) if n_baseline else 0.0
+    if error is None or e2_typ is None or not math.isfinite(sigma_b):
+        return sigma_b * math.sqrt(1.0 + inflate2)
+    intrinsic2 = max(0.0, sigma_b * sigma_b - e2_typ)
+    return math.sqrt(intrinsic2 + error * error + inflate2 * sigma_b * sigma_b)
+
+
+def band_width(
+    t: Threshold,
+    baseline: float,
+    sigma: float,
+    n_baseline: int | None = None,
+    *,
+    k: float | None = None,
+    error: float | None = None,
+    e2_typ: float | None = None,
+) -> float:
+    """Allowed |deviation|: max(relative·|b|, k·σ_dev, absolute) over the terms set.
+
+    σ_dev is :func:`deviation_sigma` of ``sigma`` (σ_b); ``k`` defaults to the
+    threshold's ``nsigma`` (no σ term when neither is set). A ``poisson`` threshold
+    (counts) also takes :func:`poisson_band`.
     """
     terms = [0.0]
     if t.relative:
         terms.append(t.relative * abs(baseline))
-    if t.nsigma and math.isfinite(sigma):
-        inflate = math.sqrt(1.0 + math.pi / (2.0 * n_baseline)) if n_baseline else 1.0
-        terms.append(t.nsigma * sigma * inflate)
+    k = k if k is not None else t.nsigma
+    if t.poisson and k:
+        terms.append(poisson_band(baseline, sigma, n_baseline, k))
+    elif k and math.isfinite(sigma):
+        terms.append(k * deviation_sigma(sigma, n_baseline, error=error, e2_typ=e2_typ))
     if t.absolute is not None:
         terms.append(t.absolute)
     return max(terms)
+
+
+@functools.lru_cache(maxsize=4096)  # few distinct (λ, alpha): medians of counts
+def poisson_upper(lam: float, alpha: float) -> int:
+    """Smallest n with P(N ≥ n | Poisson(lam)) ≤ alpha.
+
+    Exact sum of the pmf up to lam = 400; above, the Cornish–Fisher quantile
+    lam + z√lam + (z² − 1)/6 + 1/2 (z = Φ⁻¹(1 − alpha)), within one count of exact there.
+    """
+    lam = max(lam, 1e-9)
+    if lam > 400.0:
+        z = NormalDist().inv_cdf(1.0 - alpha)
+        return math.ceil(lam + z * math.sqrt(lam) + (z * z - 1.0) / 6.0 + 0.5)
+    pmf = math.exp(-lam)
+    cdf = 0.0
+    n = 0
+    while True:
+        # upper tail at n = 1 − cdf(n − 1); 1 − cdf keeps ~1e-16 absolute precision
+        if 1.0 - cdf <= alpha:
+            return n
+        cdf += pmf
+        n += 1
+        pmf *= lam / n
+
+
+def poisson_band(baseline: float, sigma: float, n_baseline: int | None, k: float) -> float:
+    """Allowed rise of a count (hot/cold pixels) above its baseline median ``baseline``.
+
+    Today's count is Poisson about the amp's rate λ (σ = √max(λ, 1)); the history's
+    scatter ``sigma`` may be larger (over-dispersion: a defect census near its detection
+    limit), and then that wins (:func:`deviation_sigma` with the Poisson part as the
+    "measurement error"). Gaussian tails are too thin for small counts (P(N ≥ 6 | λ = 1)
+    is 6e-4, not the 5σ 3e-7), so the band is at least the exact Poisson quantile: the
+    count with P(N ≥ n | λ_up) ≤ Φ(−k), where λ_up = max(b, 1) + 2·√(π·max(b, 1)/2n) is
+    the rate two standard errors above the n-night median (λ is estimated, not known).
+    Averaged over simulated 10-night baselines, the exact probability that a stable
+    Poisson(λ) amp fires with k = 5.1 is ≤ 1e-7 for λ = 0.3 … 300 (λ = 3: 9.5e-8; with
+    one standard error instead of two it would be 5.2e-7, over this rule's 4.2e-7 share
+    of the budget; ``tests/alerts/test_alert_errors.py``). From a baseline of 0 the
+    count must reach 13 to fire.
+    """
+    b = max(baseline, 0.0)
+    lam = max(b, 1.0)
+    n = n_baseline or 1
+    sig = max(sigma, math.sqrt(b)) if math.isfinite(sigma) else math.sqrt(b)
+    gauss = k * deviation_sigma(sig, n, error=math.sqrt(lam), e2_typ=b)
+    lam_up = lam + 2.0 * math.sqrt(math.pi * lam / (2.0 * n))
+    exact = poisson_upper(lam_up, NormalDist().cdf(-k)) - 0.5 - b  # between n* − 1 and n*
+    return max(gauss, exact)
 
 
 def _direction(t: Threshold) -> str:
@@ -372,15 +539,22 @@ def _evaluation(p: RuleParams, s: Subject, value: float, day_obs: str, **kw: obj
 
 
 def evaluate_fixed(p: RuleParams, subject: Subject, sample: Sample, day_obs: str) -> Evaluation:
-    """A spec limit: firing when the value is outside ``[low, high]``.
+    """A spec limit judged with the value's error: firing when the value is beyond
+    ``high`` (or below ``low``) by more than ``k·error`` (k = :attr:`RuleParams.k`); without
+    an error, when it is beyond the limit at all.
 
-    ``clear`` needs the value inside the limits by ``clear_margin`` (value units, default 0).
+    An amp whose true value sits exactly on the limit then fires with probability Φ(−k)
+    (one tail: 1.7e-7 for k = 5.1), one well inside it practically never: that is this
+    rule's share of the false-alarm budget (:func:`nsigma_for_budget`). ``clear`` needs
+    the value inside the limits by ``clear_margin`` (value units, default 0); between
+    that and ``limit ± k·error`` a firing alert stays firing (hysteresis).
     """
     t = p.threshold
     v = sample.value
     margin = t.clear_margin or 0.0
-    above = t.high is not None and v > t.high
-    below = t.low is not None and v < t.low
+    slack = p.k * sample.error if sample.error is not None else 0.0
+    above = t.high is not None and v > t.high + slack
+    below = t.low is not None and v < t.low - slack
     clear = (t.high is None or v <= t.high - margin) and (t.low is None or v >= t.low + margin)
     if above:
         limit, word = t.high, "above"
@@ -393,13 +567,13 @@ def evaluate_fixed(p: RuleParams, subject: Subject, sample: Sample, day_obs: str
     return _evaluation(
         p, subject, v, day_obs, threshold=limit, baseline=None, baseline_sigma=None,
         firing=above or below, clear=clear and not (above or below), direction=word,
-        low=t.low, high=t.high, physical_filter=sample.physical_filter,
+        low=t.low, high=t.high, physical_filter=sample.physical_filter, error=sample.error,
     )  # fmt: skip
 
 
 def walk_baselines(
     p: RuleParams, history: Mapping[str, Sequence[Sample]]
-) -> tuple[dict[str, list[Sample]], float | None]:
+) -> tuple[dict[str, list[Sample]], Pool | None]:
     """Walk one detector's history forward and keep each series' good nights.
 
     Parameters
@@ -419,10 +593,12 @@ def walk_baselines(
         episode — also those merely back inside the band but not inside the narrower clear
         band — are never good, so values after a step cannot leak into the baseline one
         noisy night at a time and make the alert clear itself. Nights before a series
-        had ``min_baseline_nights`` good nights count as good: they build it.
-    pooled_sigma : float or None
-        σ_pool of the final good nights (relative to |b| when the rule has ``relative``),
-        for :func:`baseline_of`; None without pooling or with < 2 series.
+        had ``min_baseline_nights`` good nights count as good: they build it. Each night
+        is judged with its own error, as the engine judged it.
+    pool : Pool or None
+        σ_pool and the pooled typical squared error of the final good nights (relative to
+        |b| when the rule has ``relative``), for :func:`baseline_of`; None without pooling
+        or with < 2 series.
     """
     series = {k: _Series() for k in history}
     by_night: dict[str, list[tuple[str, Sample]]] = {}
@@ -430,19 +606,19 @@ def walk_baselines(
         for s in samples:
             by_night.setdefault(s.day_obs, []).append((key, s))
     t = p.threshold
-    pooling = p.pool and bool(t.nsigma)
+    pooling = _pooling(p)
     for night in sorted(by_night):
         stats = {k: st for k, ser in series.items() if (st := ser.stats(p, pooling)) is not None}
-        pooled = _pooled_sigma(stats) if pooling else None
+        pooled = _pooled(stats) if pooling else None
         for key, s in by_night[night]:
             ser = series[key]
             st = stats.get(key)
             if st is None:
                 ser.good.append(s)
                 continue
-            med, sigma, n = st.median, _effective_sigma(p, st, pooled), st.n
-            band = band_width(t, med, sigma, n)
-            firing, clear, _, _ = judge(t, s.value, med, band, p.clear_band)
+            sigma, e2 = _effective_sigma(p, st, pooled)
+            band = band_width(t, st.median, sigma, st.n, k=p.k, error=s.error, e2_typ=e2)
+            firing, clear, _, _ = judge(t, s.value, st.median, band, p.clear_band)
             run = ser.episode
             if run is None:
                 if firing:
@@ -457,8 +633,23 @@ def walk_baselines(
             else:
                 run.clear()
     stats = {k: st for k, ser in series.items() if (st := ser.stats(p, pooling)) is not None}
-    pooled = _pooled_sigma(stats) if pooling else None
+    pooled = _pooled(stats) if pooling else None
     return {k: ser.good for k, ser in series.items()}, pooled
+
+
+def _pooling(p: RuleParams) -> bool:
+    # Counts (poisson) do not pool: amps' hot-pixel counts differ by orders of magnitude
+    # and their Poisson σ is known; the own scatter only adds over-dispersion.
+    return p.pool and not p.threshold.poisson
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """σ_pool and the pooled median squared error (relative when the rule has ``relative``;
+    ``e2`` None when the history carries no errors)."""
+
+    sigma: float
+    e2: float | None
 
 
 @dataclass(slots=True)
@@ -466,7 +657,9 @@ class _Stats:
     median: float
     sigma_own: float
     n: int
+    e2_typ: float | None  # median of the squared errors of the nights that have one
     pool_residuals: list[float] | None  # |v − median| scaled for pooling, or None
+    pool_e2: list[float] | None  # squared errors scaled for pooling, or None
 
 
 @dataclass(slots=True)
@@ -484,14 +677,12 @@ class _Series:
             return None
         if n_good != self._n:  # good only grows: recompute when it did
             self._n = n_good
-            self._stats = _series_stats(
-                p, [s.value for s in self.good[-p.baseline_nights :]], pooling
-            )
+            self._stats = _series_stats(p, self.good[-p.baseline_nights :], pooling)
         return self._stats
 
 
-def _series_stats(p: RuleParams, values: list[float], pooling: bool) -> _Stats:
-    values.sort()
+def _series_stats(p: RuleParams, samples: Sequence[Sample], pooling: bool) -> _Stats:
+    values = sorted(s.value for s in samples)
     n = len(values)
     mid = n // 2
     med = values[mid] if n % 2 else 0.5 * (values[mid - 1] + values[mid])
@@ -499,45 +690,53 @@ def _series_stats(p: RuleParams, values: list[float], pooling: bool) -> _Stats:
     res.sort()
     mad = res[mid] if n % 2 else 0.5 * (res[mid - 1] + res[mid])
     own = SIGMA_PER_MAD * mad * _correction(_OWN_MAD_CORRECTION, n)
-    pool = None
+    e2 = sorted(s.error * s.error for s in samples if s.error is not None)
+    e2_typ = _median(e2) if e2 else None
+    pool = pool_e2 = None
     if pooling:
         scale = abs(med) if p.threshold.relative else 1.0
         if scale > 0.0:
             c = _correction(_POOLED_MAD_CORRECTION, n) / scale
             pool = [r * c for r in res]
-    return _Stats(med, own, n, pool)
+            pool_e2 = [x / (scale * scale) for x in e2]
+    return _Stats(med, own, n, e2_typ, pool, pool_e2)
 
 
-def _pooled_sigma(stats: Mapping[str, _Stats]) -> float | None:
+def _pooled(stats: Mapping[str, _Stats]) -> Pool | None:
     """σ_pool (relative when the rule has ``relative``) from ≥ 2 series, else None."""
-    parts = [st.pool_residuals for st in stats.values() if st.pool_residuals is not None]
+    parts = [st for st in stats.values() if st.pool_residuals is not None]
     if len(parts) < 2:
         return None
-    residuals = sorted(r for part in parts for r in part)
-    return SIGMA_PER_MAD * _median(residuals)
+    residuals = sorted(r for st in parts for r in st.pool_residuals or ())
+    e2 = sorted(x for st in parts for x in st.pool_e2 or ())
+    return Pool(SIGMA_PER_MAD * _median(residuals), _median(e2) if e2 else None)
 
 
-def _effective_sigma(p: RuleParams, st: _Stats, pooled_sigma: float | None) -> float:
-    if pooled_sigma is None:
-        return st.sigma_own
-    pooled = pooled_sigma * (abs(st.median) if p.threshold.relative else 1.0)
-    return st.sigma_own if st.sigma_own > noisy_amp_factor(st.n) * pooled else pooled
+def _effective_sigma(p: RuleParams, st: _Stats, pool: Pool | None) -> tuple[float, float | None]:
+    """(σ_b, typical squared error) of one series: the pooled ones scaled to the amp,
+    unless the amp's own σ is larger beyond chance (:func:`noisy_amp_factor`)."""
+    if pool is None:
+        return st.sigma_own, st.e2_typ
+    scale = abs(st.median) if p.threshold.relative else 1.0
+    pooled = pool.sigma * scale
+    if st.sigma_own > noisy_amp_factor(st.n) * pooled:
+        return st.sigma_own, st.e2_typ
+    return pooled, None if pool.e2 is None else pool.e2 * scale * scale
 
 
-def baseline_of(
-    p: RuleParams, good: Sequence[Sample], pooled_sigma: float | None
-) -> Baseline | None:
+def baseline_of(p: RuleParams, good: Sequence[Sample], pool: Pool | None) -> Baseline | None:
     """Baseline from the last ``baseline_nights`` good samples; None if too few.
 
     ``sigma`` is σ_pool (scaled to this amp) unless the amp's own σ exceeds it by more
-    than :func:`noisy_amp_factor`; without pooling it is the amp's own σ.
+    than :func:`noisy_amp_factor`; without pooling it is the amp's own σ. ``e2_typ`` is
+    the matching typical squared error of those nights (None without errors).
     """
     if len(good) < p.min_baseline_nights:
         return None
     last = good[-p.baseline_nights :]
-    st = _series_stats(p, [s.value for s in last], False)
-    sigma = _effective_sigma(p, st, pooled_sigma)
-    return Baseline(st.median, sigma, st.sigma_own, st.n, tuple(s.day_obs for s in last))
+    st = _series_stats(p, last, False)
+    sigma, e2 = _effective_sigma(p, st, pool)
+    return Baseline(st.median, sigma, st.sigma_own, st.n, tuple(s.day_obs for s in last), e2)
 
 
 def noisy_amp_factor(n: int) -> float:
@@ -586,14 +785,15 @@ def _evaluate_group(
 ) -> list[Evaluation]:
     t = p.threshold
     full = {k: list(history.get(k, ())) for k in set(history) | set(today)}
-    good, pooled = walk_baselines(p, full)
+    good, pool = walk_baselines(p, full)
     out = []
     for key, s in today.items():
-        b = baseline_of(p, good.get(key, []), pooled)
+        b = baseline_of(p, good.get(key, []), pool)
         if b is None:
             continue
-        band = band_width(t, b.median, b.sigma, b.n)
+        band = band_width(t, b.median, b.sigma, b.n, k=p.k, error=s.error, e2_typ=b.e2_typ)
         firing, clear, word, limit = judge(t, s.value, b.median, band, p.clear_band)
+        sd = None if t.poisson else deviation_sigma(b.sigma, b.n, error=s.error, e2_typ=b.e2_typ)
         out.append(
             _evaluation(
                 p,
@@ -611,6 +811,8 @@ def _evaluate_group(
                 sides=_direction(t),
                 physical_filter=s.physical_filter,
                 baseline_days=b.days,
+                error=s.error,
+                sigma_dev=sd,
             )
         )
     return out

@@ -65,7 +65,6 @@ from calibmon.science import defects as defects_sci
 from calibmon.science import flat as flat_sci
 from calibmon.science import verify as vsci
 from calibmon.science.combine import clipped_mean_stack
-from calibmon.science.isr import overscan_residuals
 from calibmon.store import calibs as db
 from calibmon.store.sqlite import Store, utc_now_iso
 
@@ -297,8 +296,8 @@ class _DetectorBuild:
             noises: list[bias_sci.FrameNoise] = []
 
             def hook(image, geom, levels, noises=noises):
-                resid = overscan_residuals(image, geom.data_rows, geom.overscan_level_cols, levels)
-                noises.append(bias_sci.overscan_frame_noise(resid, levels))
+                overscan = image[geom.data_rows, geom.overscan_level_cols]
+                noises.append(bias_sci.overscan_frame_noise_rows(overscan, levels))
 
             stack, used, geom, detsec = self._read(frames, amp, hook, "bias")
             master = clipped_mean_stack(stack)
@@ -365,8 +364,8 @@ class _DetectorBuild:
         noises: list[bias_sci.FrameNoise] = []
 
         def hook(image, geom, levels):
-            resid = overscan_residuals(image, geom.data_rows, geom.overscan_level_cols, levels)
-            noises.append(bias_sci.overscan_frame_noise(resid, levels))
+            overscan = image[geom.data_rows, geom.overscan_level_cols]
+            noises.append(bias_sci.overscan_frame_noise_rows(overscan, levels))
 
         stack, used, geom, detsec = self._read(frames, amp, hook, "flat")
         self._check_shape(bias, stack, amp, self._where())

@@ -24,12 +24,15 @@ history and are described, not drawn).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from calibmon.catalogue import CALIB_TYPES, Catalogue, MetricDef, load_catalogue
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 39
 NAMESPACE = "lsst.cp"
@@ -722,24 +725,25 @@ def ptc(cat: Catalogue, ns: str = NAMESPACE) -> dict[str, Any]:
     lay = _Layout()
     ms = [m for m in cat if m.calib_type == "ptc"]
     cols = ", ".join(f'last("{m.name}") AS "{m.name}"' for m in ms)
-    lay.add(
-        table(
-            "Latest PTC fit per amp — $detector",
-            [
-                influx_target(
-                    f'SELECT {cols} FROM "{ns}.ptc" WHERE '
-                    + _where(INST, DET, AMP)
-                    + ' GROUP BY "amp"',
-                    fmt="table",
-                )
-            ],
-            description="Gain, noise, turnoff, full well, brighter-fatter a00 and linearity of "
-            "the latest PTC ramp. The curves themselves are in the HTML report.",
-            transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
-        ),
-        w=24,
-        h=8,
-    )
+    if ms:  # no PTC metric in the catalogue: no table (an empty SELECT is no query)
+        lay.add(
+            table(
+                "Latest PTC fit per amp — $detector",
+                [
+                    influx_target(
+                        f'SELECT {cols} FROM "{ns}.ptc" WHERE '
+                        + _where(INST, DET, AMP)
+                        + ' GROUP BY "amp"',
+                        fmt="table",
+                    )
+                ],
+                description="Gain, noise, turnoff, full well, brighter-fatter a00 and linearity of "
+                "the latest PTC ramp. The curves themselves are in the HTML report.",
+                transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
+            ),
+            w=24,
+            h=8,
+        )
     if "gain" in cat and "ptc_gain" in cat:
         lay.add(
             timeseries(
@@ -877,12 +881,46 @@ REPO_DIR = Path(__file__).resolve().parent.parent.parent / "dashboards"
 """The committed dashboards (in a source checkout)."""
 
 
+def text_panel(title: str, markdown: str) -> dict[str, Any]:
+    """A Grafana text panel (Markdown)."""
+    return {
+        "type": "text",
+        "title": title,
+        "options": {"mode": "markdown", "content": markdown},
+    }
+
+
+def placeholder_dashboard(fname: str, reason: str) -> dict[str, Any]:
+    """The stand-in for a dashboard that could not be built: same uid as the real one
+    (links keep working), one text panel naming the reason."""
+    key = fname.removeprefix("calibmon-").removesuffix(".json")
+    uid = UIDS.get(key, f"calibmon-{key}")
+    lay = _Layout()
+    lay.add(
+        text_panel(
+            "This dashboard could not be built",
+            f"`calibmon dashboards build` could not build **{fname}**: {reason}\n\n"
+            "Fix the metric catalogue (`metrics/*.yaml`) and build the dashboards again.",
+        ),
+        w=24,
+        h=6,
+    )
+    return dashboard(uid, f"calibmon — {key} (not built)", reason, [], lay.panels)
+
+
 def build_all(catalogue: Catalogue | None = None, namespace: str = NAMESPACE) -> dict[str, dict]:
-    """Every dashboard, keyed by file name."""
+    """Every dashboard, keyed by file name. A dashboard that cannot be built from the
+    catalogue becomes :func:`placeholder_dashboard` naming the reason (and a WARNING log
+    line); the others are built as usual."""
     cat = catalogue or load_catalogue()
     out = {}
     for fname, fn in BUILDERS.items():
-        out[fname] = fn(cat) if fn is health else fn(cat, namespace)
+        try:
+            out[fname] = fn(cat) if fn is health else fn(cat, namespace)
+        except Exception as exc:  # one dashboard never stops the others
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            log.warning("dashboard %s not built: %s", fname, reason)
+            out[fname] = placeholder_dashboard(fname, reason)
     return out
 
 

@@ -42,8 +42,9 @@ def cmd_dashboards_build(args: argparse.Namespace) -> int:
     from calibmon.catalogue import load_catalogue
     from calibmon.dashboards.build import write_all
 
-    _setup_logging(args)
-    cat = load_catalogue(args.catalogue) if args.catalogue else None
+    settings = _settings(args)  # --config: catalogue_dir and logging; no store is opened
+    _setup_logging(args, settings)
+    cat = load_catalogue(args.catalogue or getattr(settings, "catalogue_dir", None))
     for p in write_all(args.output, cat, args.namespace):
         print(p)
     return EXIT_OK
@@ -83,6 +84,9 @@ def register(subs) -> None:
     )
     b.add_argument("-o", "--output", help="directory (default: ./dashboards)")
     b.add_argument("--namespace", default="lsst.cp", help="measurement prefix (lsst.cp)")
-    b.add_argument("--catalogue", help="metric catalogue directory (default: shipped metrics/)")
-    b.add_argument("--debug", action="store_true")
-    b.add_argument("-q", "--quiet", action="store_true")
+    b.add_argument(
+        "--catalogue",
+        help="metric catalogue directory (default: catalogue_dir of the config, else the "
+        "shipped metrics/)",
+    )
+    _common(b)

@@ -9,6 +9,11 @@ metric catalogue (``metrics/*.yaml``), never from here.
 
 ``write_report(settings, store, day_obs, path)`` is the hook ``calibmon demo`` calls;
 ``calibmon report`` calls it too.
+
+Nothing in the store's content can stop the report: each figure and each section is drawn
+on its own, and one that cannot be drawn (degenerate data, a value matplotlib cannot
+place) becomes a visible placeholder naming the reason, with a WARNING log line; the rest
+of the report renders.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ nav a{margin-right:14px} .pill{display:inline-block;padding:1px 8px;border-radiu
 font-size:12px;color:#fff} .firing{background:#d62728} .ok{background:#2ca02c}
 .warn{background:#ff7f0e} details summary{cursor:pointer;font-weight:bold;margin:8px 0}
 .scroll{max-height:720px;overflow:auto;border:1px solid #ddd;display:inline-block}
+.placeholder{background:#fff8e5;border:1px dashed #c98a00;color:#5c3d00;padding:14px 18px;
+font-size:14px;min-width:280px;max-width:640px}
 """
 
 GLOSSARY = (
@@ -116,6 +123,38 @@ def _fmt(v: Any) -> str:
             return "–"
         return f"{v:.4g}"
     return str(v)
+
+
+def _fmt_pm(v: Any, err: Any) -> str:
+    """``value ± error`` with the error to two significant digits and the value to the
+    same decimal place; just the value when there is no usable error."""
+    if err is None or not isinstance(v, float | np.floating) or not math.isfinite(v):
+        return _fmt(v)
+    try:
+        e = float(err)
+    except (TypeError, ValueError):
+        return _fmt(v)
+    if not math.isfinite(e) or e <= 0:
+        return _fmt(v)
+    decimals = 1 - math.floor(math.log10(e))  # 2 significant digits of the error
+    if 0 <= decimals <= 8 and abs(v) < 1e9:
+        return f"{v:.{decimals}f} ± {e:.{decimals}f}"
+    return f"{v:.4g} ± {e:.2g}"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a reader: the message of a :class:`FigureUnavailable`, else the
+    exception's type and message (at most 300 characters)."""
+    from calibmon.report.plots import FigureUnavailable
+
+    text = str(exc) if isinstance(exc, FigureUnavailable) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def placeholder(what: str, reason: str) -> str:
+    """The visible stand-in for a figure or section that could not be drawn."""
+    return f'<div class="placeholder"><b>{_e(what)} could not be drawn:</b> {_e(reason)}</div>'
 
 
 def _day(d: str) -> str:
@@ -224,6 +263,18 @@ def _alert_detector_name(instrument: str, det: int | None) -> str:
         return str(det)
 
 
+def day_amp_errors(store, instrument: str, day_obs: str) -> dict[tuple[str, int, str], Any]:
+    """The 1-σ error (or None) of each of the day's amp values, keyed (metric, detector,
+    amp) with the same choice as :func:`calibmon.store.frames.day_amp_values` (the latest
+    record of a metric measured twice)."""
+    rows = store.query(
+        "SELECT metric, detector, amp, error FROM records"
+        " WHERE instrument=? AND day_obs=? AND level='amp' ORDER BY timestamp, seq",
+        (instrument, day_obs),
+    )
+    return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+
 def load_night(
     store,
     instrument: str,
@@ -233,6 +284,12 @@ def load_night(
     metrics: Sequence[str] | None = None,
 ) -> NightData:
     amps = frames.day_amp_values(store, instrument, day_obs)
+    if not amps.empty:
+        errs = day_amp_errors(store, instrument, day_obs)
+        keys = zip(amps["metric"], amps["detector"], amps["amp"], strict=True)
+        amps["error"] = pd.to_numeric(
+            pd.Series([errs.get(k) for k in keys], dtype=object), errors="coerce"
+        )
     if metrics is not None:
         amps = amps[amps["metric"].isin(list(metrics))].reset_index(drop=True)
     present = set(amps["metric"]) if not amps.empty else set()
@@ -319,20 +376,40 @@ class _Figures:
 
     def __init__(self) -> None:
         self.jobs: list[tuple[str, tuple, dict, str, str]] = []
+        self.context = ""  # instrument and day_obs of the figures added now, for log lines
+        self.contexts: list[str] = []
 
     def add(self, kind: str, *args: Any, caption: str, alt: str, **kwargs: Any) -> str:
         self.jobs.append((kind, args, kwargs, caption, alt))
+        self.contexts.append(self.context)
         return f"\x00FIG{len(self.jobs) - 1}\x00"
+
+    def _draw(self, i: int) -> tuple[bytes | None, str | None]:
+        """(PNG or None, None) or (None, reason) when the figure could not be drawn."""
+        kind, args, kwargs, _, alt = self.jobs[i]
+        try:
+            return render_png(kind, args, kwargs), None
+        except Exception as exc:  # one figure never takes the report down
+            reason = _reason(exc)
+            where = self.contexts[i]
+            log.warning("report %s: figure %s not drawn: %s", where, alt, reason)
+            log.debug("report %s: figure %s", where, alt, exc_info=True)
+            return None, reason
 
     def fill(self, text: str) -> str:
         t0 = time.perf_counter()
-        pngs = [render_png(k, a, kw) for k, a, kw, _, _ in self.jobs]
-        log.debug("report: %d figures in %.1f s", len(pngs), time.perf_counter() - t0)
+        drawn = [self._draw(i) for i in range(len(self.jobs))]
+        log.debug("report: %d figures in %.1f s", len(drawn), time.perf_counter() - t0)
         import base64
 
         def html_of(i: int) -> str:
-            png = pngs[i]
+            png, reason = drawn[i]
             _, _, _, caption, alt = self.jobs[i]
+            if reason is not None:
+                return (
+                    f"<figure>{placeholder(f'The figure ({alt})', reason)}"
+                    f"<figcaption>{caption}</figcaption></figure>"
+                )
             if png is None:
                 return ""
             uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
@@ -694,6 +771,11 @@ def section_amp_table(nd: NightData, cat: Catalogue) -> str:
         index=["detector_name", "amp"], columns="metric", values="value", aggfunc="last"
     )
     metrics = [m for m in nd.metrics if m in wide.columns]
+    errors = None
+    if "error" in nd.amps.columns and nd.amps["error"].notna().any():
+        errors = nd.amps.pivot_table(
+            index=["detector_name", "amp"], columns="metric", values="error", aggfunc="last"
+        ).reindex(index=wide.index, columns=metrics)
     vendor = nd.vendor_of
     firing_any = nd.firing_amps.get("*", set())
     head = (
@@ -708,6 +790,7 @@ def section_amp_table(nd: NightData, cat: Catalogue) -> str:
     rows_all, rows_flagged = [], []
     for (det, amp), vals in wide.iterrows():
         cells, flagged = [], (det, amp) in firing_any
+        errs = errors.loc[(det, amp)] if errors is not None else {}
         for m in metrics:
             v = vals.get(m)
             cls = []
@@ -718,7 +801,7 @@ def section_amp_table(nd: NightData, cat: Catalogue) -> str:
             if (det, amp) in nd.firing_amps.get(m, set()):
                 cls.append("alert")
             c = f" class='{' '.join(cls)}'" if cls else ""
-            cells.append(f"<td{c}>{_fmt(v)}</td>")
+            cells.append(f"<td{c}>{_fmt_pm(v, errs.get(m))}</td>")
         row = (
             f"<tr{' class=firing' if (det, amp) in firing_any else ''}><td class=l>{_e(det)}"
             f"</td><td class=l>{_e(amp)}</td>{''.join(cells)}</tr>"
@@ -727,8 +810,9 @@ def section_amp_table(nd: NightData, cat: Catalogue) -> str:
         if flagged:
             rows_flagged.append(row)
     out = [
-        '<p class="note">Every amp’s value of every metric this day. Red cells break a '
-        "specification limit; an outlined cell has a firing alert on that metric; a pink row "
+        '<p class="note">Every amp’s value of every metric this day, ± its 1σ error where the '
+        "measurement gives one. Red cells break a specification "
+        "limit; an outlined cell has a firing alert on that metric; a pink row "
         "has a firing alert on some metric. Hover a column title for its meaning.</p>"
     ]
     if rows_flagged:
@@ -752,6 +836,20 @@ def section_glossary() -> str:
 # -- assembly ----------------------------------------------------------------------------------
 
 
+def _isolated(what: str, build: Any, figs: _Figures) -> str:
+    """``build()``'s HTML, or a placeholder naming the reason when it raises (logged as a
+    WARNING); figures the failed section had queued are dropped."""
+    n_jobs = len(figs.jobs)
+    try:
+        return build()
+    except Exception as exc:  # one section never takes the report down
+        del figs.jobs[n_jobs:], figs.contexts[n_jobs:]
+        reason = _reason(exc)
+        log.warning("report: section %s not drawn: %s", what, reason)
+        log.debug("report: section %s", what, exc_info=True)
+        return placeholder("This section", reason)
+
+
 def _instrument_html(
     store,
     instrument: str,
@@ -761,12 +859,18 @@ def _instrument_html(
     metrics: Sequence[str] | None,
     figs: _Figures,
 ) -> tuple[str, str]:
-    nd = load_night(store, instrument, day_obs, cat, nights, metrics)
-    sid = instrument.lower()
-    parts = [
-        f'<section id="{sid}"><h2 id="{sid}-summary">{_e(instrument)} — summary</h2>',
-        section_header(nd),
-    ]
+    sid = re.sub(r"[^a-z0-9_-]", "-", instrument.lower())
+    figs.context = f"{instrument} {day_obs}"
+    parts = [f'<section id="{sid}"><h2 id="{sid}-summary">{_e(instrument)} — summary</h2>']
+    try:
+        nd = load_night(store, instrument, day_obs, cat, nights, metrics)
+    except Exception as exc:  # the store's content for this instrument cannot be read
+        reason = _reason(exc)
+        log.warning("report: %s %s not drawn: %s", instrument, day_obs, reason)
+        log.debug("report: %s %s", instrument, day_obs, exc_info=True)
+        parts.append(placeholder(f"The {instrument} part of the report", reason) + "</section>")
+        return "".join(parts), f'<a href="#{sid}-summary">{_e(instrument)}</a>'
+    parts.append(_isolated(f"{instrument} summary", lambda: section_header(nd), figs))
     if not nd.metrics:
         parts.append("<p>No amp measurements for this day.</p></section>")
         return "".join(parts), ""
@@ -783,7 +887,7 @@ def _instrument_html(
     nav = [f'<a href="#{sid}-summary">{_e(instrument)}</a>']
     for key, title, build in sections:
         parts.append(f'<h2 id="{sid}-{key}">{_e(title)}</h2>')
-        parts.append(build())
+        parts.append(_isolated(f"{instrument} {day_obs} {title}", build, figs))
         nav.append(f'<a href="#{sid}-{key}">{_e(title)}</a>')
     parts.append("</section>")
     return "".join(parts), " ".join(nav)

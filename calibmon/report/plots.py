@@ -1,10 +1,16 @@
 """Plots of the HTML report (matplotlib, Agg): histograms across amps, trends over nights,
-PTC curves and residuals; and :func:`png_data_uri` to embed a figure in HTML."""
+PTC curves and residuals; and :func:`png_data_uri` to embed a figure in HTML.
+
+A figure function raises :class:`FigureUnavailable` (with a reason a reader understands)
+when its data cannot make a picture, e.g. a PTC whose points are all ≤ 0 on its log–log
+axes; the report shows the reason in place of the figure.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -14,6 +20,29 @@ from matplotlib.figure import Figure
 from calibmon.store.frames import PtcCurve
 
 ALERT_COLOUR = "#d62728"
+# Log axes: the smallest and largest limits we set (a range that spills over the float64
+# range, e.g. 1e308 padded by 10 %, would make the limits infinite).
+LOG_AXIS_MIN = float(np.finfo(np.float64).tiny)
+LOG_AXIS_MAX = float(np.finfo(np.float64).max) / 10.0
+
+
+class FigureUnavailable(Exception):
+    """The data cannot make this figure; ``str(exc)`` says why, for the reader."""
+
+
+def log_limits(values: np.ndarray, pad_decades: float = 0.05) -> tuple[float, float] | None:
+    """Limits of a log axis showing every finite positive value (None when there is none):
+    min and max widened by ``pad_decades`` of the range in decades (at least ×/÷ 2 for a
+    single value), kept inside the float range."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    pad = 2.0 if hi <= lo else float((hi / lo) ** pad_decades) if hi / lo < 1e300 else 10.0
+    return max(lo / pad, LOG_AXIS_MIN), min(hi * pad, LOG_AXIS_MAX)
+
+
 VENDOR_COLOURS = {"ITL": "#1f77b4", "E2V": "#ff7f0e", "": "#7f7f7f"}
 
 
@@ -152,13 +181,23 @@ def trend_figure(
 MAX_PTC_LINES = 32  # more amps: median and 5–95 % band instead of one line per amp
 
 
+def _fit_length(values: Sequence, n: int, fill: float | bool) -> np.ndarray:
+    """``values`` cut or padded (with ``fill``) to ``n`` entries: a curve stored with lists
+    of unequal lengths is drawn on the points of its means."""
+    a = np.asarray(list(values)[:n], dtype=type(fill))
+    return np.concatenate([a, np.full(n - a.size, fill, dtype=type(fill))])
+
+
 def _ptc_arrays(c: PtcCurve) -> tuple[np.ndarray, ...]:
+    """(mu, var, model, used, var/model − 1, linearity residual), all as long as mu."""
     mu = np.asarray(c.mu_adu, float)
-    var = np.asarray(c.var_adu2, float)
-    model = np.asarray(c.model_var_adu2, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    n = mu.size
+    var = _fit_length(c.var_adu2, n, math.nan)
+    model = _fit_length(c.model_var_adu2, n, math.nan)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         resid = var / model - 1.0
-    return mu, var, model, np.asarray(c.used, bool), resid, np.asarray(c.residual_frac, float)
+    used = _fit_length(c.used, n, False)
+    return mu, var, model, used, resid, _fit_length(c.residual_frac, n, math.nan)
 
 
 def _ptc_bands(axes, curves: Sequence[PtcCurve]) -> None:
@@ -186,10 +225,10 @@ def _ptc_bands(axes, curves: Sequence[PtcCurve]) -> None:
         (axes[2], np.concatenate([a[5] for a in arrays]), np.ones(mu.size, bool), 100),
     ]
     idx = np.digitize(mu, edges) - 1
-    for ax, y, keep, scale in panels:
+    for k, (ax, y, keep, scale) in enumerate(panels):
         lo, med, hi, x = [], [], [], []
         for i, c in enumerate(centres):
-            sel = (idx == i) & keep & np.isfinite(y)
+            sel = (idx == i) & keep & np.isfinite(y) & (y > 0 if k == 0 else True)
             if sel.sum() >= 3:
                 p5, p50, p95 = np.percentile(y[sel], [5, 50, 95])
                 lo.append(p5 * scale)
@@ -200,7 +239,10 @@ def _ptc_bands(axes, curves: Sequence[PtcCurve]) -> None:
         ax.plot(x, med, "-", color="#1f77b4", lw=1.5, label="median")
     out = np.concatenate([a[1][~a[3]] for a in arrays])
     out_mu = np.concatenate([a[0][~a[3]] for a in arrays])
-    axes[0].plot(out_mu, out, ".", ms=1, color="#7f7f7f", alpha=0.3, label="not used in the fit")
+    pos = np.isfinite(out) & np.isfinite(out_mu) & (out > 0) & (out_mu > 0)  # log axes
+    axes[0].plot(
+        out_mu[pos], out[pos], ".", ms=1, color="#7f7f7f", alpha=0.3, label="not used in the fit"
+    )
     axes[0].legend(fontsize=6, frameon=False, loc="upper left")
 
 
@@ -221,36 +263,64 @@ def _linearity_ylim(ax, curves: Sequence[PtcCurve]) -> None:
 
 def ptc_figure(curves: Sequence[PtcCurve], title: str) -> Figure:
     """PTC of every given amp: variance vs mean with the fit (left), fit residual
-    (middle), linearity residual vs mean (right). Points left out of the fit are hollow."""
+    (middle), linearity residual vs mean (right). Points left out of the fit are hollow.
+
+    The left panel is log–log and the middle one log in x: points with a mean or variance
+    ≤ 0 (or not finite) are left out of them. Raises :class:`FigureUnavailable` when no
+    point of any amp is left for the left panel."""
+    arrays = [_ptc_arrays(c) for c in curves]
+    positive = [(a[0] > 0) & (a[1] > 0) & np.isfinite(a[0]) & np.isfinite(a[1]) for a in arrays]
+    n_points = sum(int(p.sum()) for p in positive)
+    if n_points == 0:
+        n_all = sum(a[0].size for a in arrays)
+        raise FigureUnavailable(
+            f"no PTC point with a positive mean signal and variance ({len(curves)} amp(s), "
+            f"{n_all} point(s)): nothing to draw on the log–log PTC axes"
+        )
     fig = Figure(figsize=(13.0, 3.8), dpi=100)
     axes = [fig.add_axes((0.05 + i * 0.325, 0.14, 0.27, 0.70)) for i in range(3)]
     many = len(curves) > MAX_PTC_LINES
     if many:
         _ptc_bands(axes, curves)
     cmap = matplotlib.colormaps["tab20"]
-    for k, c in enumerate(() if many else curves):
+    x0, y0, x1 = [], [], []  # what the log axes show
+    for k, c in enumerate(curves):
+        mu, var, model, used, resid, lin = arrays[k]
+        ok = positive[k]
+        x0.append(mu[ok])
+        y0.append(var[ok])
+        r_ok = ok & np.isfinite(resid) & used
+        x1.append(mu[r_ok])
+        if many:
+            continue
         colour = cmap(k % 20)
-        mu, var, model, used, resid, lin = _ptc_arrays(c)
         order = np.argsort(mu)
-        ok = np.isfinite(mu) & np.isfinite(var) & (mu > 0) & (var > 0)
         axes[0].plot(mu[ok & used], var[ok & used], "o", ms=2.5, color=colour, label=c.amp)
         axes[0].plot(mu[ok & ~used], var[ok & ~used], "o", ms=3, mfc="none", color=colour)
-        good = np.isfinite(model[order]) & (model[order] > 0)
+        good = (np.isfinite(model) & (model > 0) & np.isfinite(mu) & (mu > 0))[order]
         axes[0].plot(mu[order][good], model[order][good], "-", lw=0.8, color=colour)
-        r_ok = ok & np.isfinite(resid) & used
         axes[1].plot(mu[r_ok], resid[r_ok], "o-", ms=2, lw=0.5, color=colour)
         l_ok = (np.isfinite(lin) & np.isfinite(mu))[order]
         axes[2].plot(mu[order][l_ok], 100 * lin[order][l_ok], "o-", ms=2, lw=0.6, color=colour)
+    # log scales with explicit limits from the positive values drawn, so that matplotlib
+    # never autoscales a log axis from values <= 0
+    xlim, ylim = log_limits(np.concatenate(x0)), log_limits(np.concatenate(y0))
     axes[0].set_xscale("log")
     axes[0].set_yscale("log")
+    axes[0].set_xlim(*xlim)
+    axes[0].set_ylim(*ylim)
     axes[0].set_xlabel("mean signal (adu)", fontsize=8)
     axes[0].set_ylabel("variance (adu²)", fontsize=8)
     axes[0].set_title("photon transfer curve (hollow: not used in the fit)", fontsize=8)
     axes[1].axhline(0, color="black", lw=0.6)
-    axes[1].set_xscale("log")
+    if log_limits(np.concatenate(x1)) is not None:
+        axes[1].set_xscale("log")
+        axes[1].set_xlim(*xlim)
+        axes[1].set_title("fit residual (points used)", fontsize=8)
+    else:
+        axes[1].set_title("fit residual: no point with a fit", fontsize=8)
     axes[1].set_xlabel("mean signal (adu)", fontsize=8)
     axes[1].set_ylabel("variance / fit − 1", fontsize=8)
-    axes[1].set_title("fit residual (points used)", fontsize=8)
     _linearity_ylim(axes[2], curves)
     axes[2].axhspan(-1, 1, color="green", alpha=0.08, lw=0)
     axes[2].axhline(0, color="black", lw=0.6)

@@ -33,11 +33,12 @@ a bad column is counted once in ``n_columns`` and its pixels are *not* in ``n_pi
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from calibmon.science.robust import DEFAULT_NSIGMA, clipped_stats_fast
+from calibmon.science.robust import DEFAULT_NSIGMA, SIGMA_PER_MAD, clipped_stats_fast
 
 # --- cp_pipe MeasureDefectsTaskConfig, values of pipelines/LSSTCam/cpDefects.yaml ---
 # darkCurrentThreshold (LSSTCam and LATISS: 3.0; task default 5, LCA-128/eotest's 5 e-/s).
@@ -63,6 +64,22 @@ DEFECT_CLIP_MAXITER = 3
 # flat = bias + noise): every pixel is then a dark defect. Real flats have mean/σ ≳ 50
 # (Poisson + 1 % PRNU); the normalised flat keeps the ratio. calibmon choice.
 MIN_FLAT_SIGNAL_TO_NOISE = 5.0
+# Noise defects: a census on a noisy master (three 1-s darks: ~5 e-/s per pixel; low
+# flats) must not count noise as defects. Thresholds are raised to k·σ of the master's
+# noise with k chosen so that the expected number of noise pixels (columns) flagged per
+# amp is at most this (Gaussian tail, k = Φ⁻¹(1 − expected/N), N pixels or columns:
+# ≈ 5.6 for 10⁶ pixels, 4.8 for 512 columns). 0.01 per amp is ~1 false defect pixel a
+# night over all 3216 LSSTCam amps — invisible next to the Poisson noise of real counts.
+NOISE_DEFECTS_PER_AMP = 0.01
+
+
+def noise_nsigma(n_trials: int, expected_false: float = NOISE_DEFECTS_PER_AMP) -> float:
+    """k such that n_trials Gaussian values exceed k·σ (one-sided) ``expected_false``
+    times on average: Φ⁻¹(1 − expected_false/n_trials)."""
+    from scipy.special import ndtri
+
+    p = min(0.5, expected_false / max(int(n_trials), 1))
+    return float(-ndtri(p))
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: identity equality
@@ -106,6 +123,7 @@ def find_bright_defects(
     nsigma: float | None = None,
     column_fraction: float = COLUMN_FRACTION,
     bad_mask: np.ndarray | None = None,
+    pixel_noise_e_per_s: float | None = None,
 ) -> DefectCensus:
     """Hot pixels and hot columns in a dark-current image.
 
@@ -124,6 +142,14 @@ def find_bright_defects(
     column_fraction : float
         A column is bad when at least this fraction of its rows are bad (0.5).
     bad_mask : optional (n_rows, n_cols) bool, True = pixel excluded from the search.
+    pixel_noise_e_per_s : optional σ of the master's noise per pixel (electron/s). The
+        pixel threshold is then at least :func:`noise_nsigma` (N pixels) σ above the
+        mean, so noise is not counted as hot pixels; and columns are also tested on
+        their medians (:func:`_column_outliers`): a hot column too faint for the pixel
+        test in short darks is still found when its median exceeds the clipped mean by
+        the same threshold, and by noise_nsigma(n columns)·σ of the column medians.
+        ``threshold`` in the census is the detection limit actually applied (e-/s above
+        the clipped mean is ``threshold − mean``).
 
     Returns
     -------
@@ -141,10 +167,17 @@ def find_bright_defects(
         offsets.append(float(threshold_e_per_s))
     if nsigma is not None:
         offsets.append(float(nsigma) * std)
+    noise_ok = pixel_noise_e_per_s is not None and math.isfinite(pixel_noise_e_per_s)
+    if noise_ok:
+        offsets.append(noise_nsigma(img.size) * float(pixel_noise_e_per_s))
     thr = mean + max(offsets)
     with np.errstate(invalid="ignore"):
         bad = img > thr
-    return _census(bad, bad_in, column_fraction, "", thr)
+    extra_cols = None
+    if noise_ok:
+        col_offset = float(threshold_e_per_s) if threshold_e_per_s is not None else 0.0
+        extra_cols = _column_outliers(img, bad_in, mean, col_offset, +1)
+    return _census(bad, bad_in, column_fraction, "", thr, extra_cols)
 
 
 def find_dark_defects(
@@ -153,6 +186,7 @@ def find_dark_defects(
     frac_threshold: float = FRAC_THRESHOLD_FLAT,
     column_fraction: float = COLUMN_FRACTION,
     bad_mask: np.ndarray | None = None,
+    pixel_noise_rel: float | None = None,
 ) -> DefectCensus:
     """Cold (dark) pixels and columns in a combined flat.
 
@@ -167,6 +201,11 @@ def find_dark_defects(
     column_fraction : float
         A column is bad when at least this fraction of its rows are bad (0.5).
     bad_mask : optional (n_rows, n_cols) bool, True = pixel excluded from the search.
+    pixel_noise_rel : optional σ of the master flat's noise per pixel relative to its
+        mean (dimensionless). The threshold is then also at least
+        :func:`noise_nsigma` (N pixels) σ below the mean (a low-level flat's noise is
+        not counted as cold pixels), and column medians are tested too
+        (:func:`_column_outliers`).
 
     Returns
     -------
@@ -190,10 +229,45 @@ def find_dark_defects(
             reason=f"flat has no signal (clipped mean {mean:.3g} ≤ {MIN_FLAT_SIGNAL_TO_NOISE}σ): dead amp",
             threshold=math.nan,
         )
-    thr = frac_threshold * mean
+    frac = frac_threshold
+    noise_ok = pixel_noise_rel is not None and math.isfinite(pixel_noise_rel)
+    if noise_ok:
+        frac = min(frac, 1.0 - noise_nsigma(img.size) * float(pixel_noise_rel))
+    thr = frac * mean
     with np.errstate(invalid="ignore"):
         bad = img < thr
-    return _census(bad, bad_in, column_fraction, "", thr)
+    extra_cols = None
+    if noise_ok:
+        extra_cols = _column_outliers(img, bad_in, mean, (1.0 - frac_threshold) * mean, -1)
+    return _census(bad, bad_in, column_fraction, "", thr, extra_cols)
+
+
+def _column_outliers(
+    img: np.ndarray, excluded: np.ndarray | None, mean: float, offset: float, sign: int
+) -> np.ndarray:
+    """Columns whose median is beyond ``mean + sign·offset`` and beyond the column
+    medians' own scatter: |median − centre| > noise_nsigma(n_cols)·σ_col, σ_col the
+    1.4826·MAD of all column medians (real column-to-column variation included, which
+    only makes the test more conservative). Medians, not means: one 4000 e-/s hot
+    pixel moves a 2000-row column mean by 2 e-/s but not its median. Returns indices."""
+    work = img
+    if excluded is not None and excluded.any():
+        work = np.where(excluded, np.float32(np.nan), img)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        meds = np.nanmedian(work, axis=0)
+    fin = np.isfinite(meds)
+    if fin.sum() < 3:
+        return np.zeros(0, dtype=np.int64)
+    centre = float(np.median(meds[fin]))
+    sigma = SIGMA_PER_MAD * float(np.median(np.abs(meds[fin] - centre)))
+    k = noise_nsigma(int(fin.sum()))
+    with np.errstate(invalid="ignore"):
+        if sign > 0:
+            hit = (meds > mean + offset) & (meds - centre > k * sigma)
+        else:
+            hit = (meds < mean - offset) & (centre - meds > k * sigma)
+    return np.flatnonzero(hit & fin)
 
 
 def defect_fraction(bright: DefectCensus, dark: DefectCensus, shape: tuple[int, int]) -> float:
@@ -227,8 +301,10 @@ def _census(
     column_fraction: float,
     reason: str,
     threshold: float,
+    extra_columns: np.ndarray | None = None,
 ) -> DefectCensus:
-    """Apply the intermittent- and full-column rules to a bad-pixel map and count."""
+    """Apply the intermittent- and full-column rules to a bad-pixel map and count;
+    ``extra_columns`` (indices) are bad columns found by another test."""
     if excluded is not None:
         bad &= ~excluded
     n_rows = bad.shape[0]
@@ -241,6 +317,8 @@ def _census(
         counts = np.count_nonzero(bad, axis=0)
     need = max(1, math.ceil(column_fraction * n_rows - 1e-9))
     cols = np.flatnonzero(counts >= need)
+    if extra_columns is not None and extra_columns.size:
+        cols = np.union1d(cols, extra_columns)
     n_pixels = int(np.count_nonzero(bad)) - int(counts[cols].sum())
     if cols.size:
         bad[:, cols] = True

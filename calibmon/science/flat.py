@@ -31,9 +31,14 @@ from calibmon.science.robust import (
 PTC_CLIP_NSIGMA = 5.5
 PTC_CLIP_MAXITER = 3
 
-# Fewer good pixels than this and the pair is not measured: cp_pipe
+# Fewer good pixels than this and a pair's covariances are not measured: cp_pipe
 # PhotonTransferCurveExtractConfig.minNumberGoodPixelsForCovariance = 10000.
-MIN_PAIR_PIXELS = 10_000
+MIN_PAIR_PIXELS_COVARIANCE = 10_000
+# A pair's mean and variance need far fewer pixels: the variance of N pixels is known to
+# √(2/N) (relative), 3.2 % at 2000 pixels — a measurement with a stated error, which the
+# gain's error carries (:func:`gain_from_pairs`). Below 2000 the 5.5σ clipping itself is
+# unreliable (a handful of pixels beyond 4σ). cp_pipe's 10 000 is a covariance minimum.
+MIN_PAIR_PIXELS = 2_000
 
 # Up to this lag the covariances are summed directly over shifted slices (~3 ms a lag on
 # an ITL amp: 5 lags for max_lag=1, 13 for 2) instead of by FFT (~40–50 ms whatever the
@@ -50,6 +55,12 @@ GAIN_MAX_E_PER_ADU = 10.0
 # error and a dead amp (flat = bias + noise, shot fraction ≈ 0) is not mistaken for a
 # measurement. A flat at 100 adu with gain 1.5 and 6 adu read noise has 0.65. calibmon choice.
 MIN_SHOT_VARIANCE_FRACTION = 0.5
+
+# Brighter-fatter a00 (1/electron) assumed for an amp whose PTC was never measured, and
+# its spread (1σ) carried into the gain's error: Astier et al. 2019 (Fig. 11) find
+# a00 ≈ −2e-6 /e- for LSST sensors; ITL and e2v amps range over about −1 … −3e-6.
+NOMINAL_A00_PER_E = -2.0e-6
+NOMINAL_A00_ERR_PER_E = 1.0e-6
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: identity equality
@@ -146,6 +157,11 @@ def pair_statistics(
     if not fin.all():
         bad = ~fin if bad is None else bad | ~fin
     n_good = f1.size if bad is None else f1.size - int(np.count_nonzero(bad))
+    if max_lag > 0 and n_good < MIN_PAIR_PIXELS_COVARIANCE:
+        return _nan_pair(
+            f"only {n_good} usable pixels for covariances (< {MIN_PAIR_PIXELS_COVARIANCE})",
+            n_good,
+        )
     if n_good < MIN_PAIR_PIXELS:
         return _nan_pair(f"only {n_good} usable pixels (< {MIN_PAIR_PIXELS})", n_good)
     with np.errstate(over="ignore", invalid="ignore"):  # absurd values: NaN, not warnings
@@ -337,6 +353,162 @@ def gain_from_flat_pairs(pairs: Sequence[PairStats], read_noise_adu: float) -> t
             notes.insert(0, "no usable flat pair")
         return math.nan, "; ".join(notes)
     return float(np.median(gains)), "; ".join(notes)
+
+
+@dataclass(frozen=True)
+class GainEstimate:
+    """Flat-pair gain with its 1σ error (electron/adu) and how it was corrected.
+
+    Attributes
+    ----------
+    gain, error : float, electron/adu
+    n_pairs : int
+        Pairs used.
+    error_stat, error_sys : float, electron/adu
+        The statistical part (pair variances, combined over pairs) and the part common
+        to all pairs (read noise, a00, k2 uncertainties), added in quadrature in ``error``.
+    bf_correction : float
+        Fractional correction applied for brighter-fatter and nonlinearity at the
+        pairs' mean level (g_corrected / g_uncorrected − 1).
+    reason : str
+        Empty on success; otherwise why the gain is NaN, or notes.
+    """
+
+    gain: float
+    error: float
+    n_pairs: int
+    error_stat: float = math.nan
+    error_sys: float = math.nan
+    bf_correction: float = 0.0
+    reason: str = ""
+
+
+def gain_from_pair_model(
+    mu_adu: float, var_adu2: float, read_noise_adu: float, a00_per_e: float, k2_per_adu: float
+) -> float:
+    """Gain g (e-/adu) of one pair, inverting the Astier et al. 2019 eq. 16 PTC model.
+
+    The measured mean and per-frame variance are modelled as
+    ``μ_m = μ + k₂μ²`` (output-chain nonlinearity, μ the linear signal in adu) and
+    ``var_m = (1 + 2k₂μ)²·C₀₀(μ) + σ_read²`` with
+    ``C₀₀(μ) = (exp(2·a₀₀·g·μ) − 1)/(2·a₀₀·g²)`` (brighter-fatter). Given a₀₀ (1/e-) and
+    k₂ (1/adu) the linear μ and C₀₀ follow to first order in k₂, and g solves
+    ``g = (μ/C₀₀)·h(2a₀₀gμ)`` with ``h(y) = (eʸ − 1)/y``, a contraction for |2a₀₀gμ| ≪ 1
+    (≈ 0.06 at 15 ke-): five fixed-point steps converge to < 1e-9. With a₀₀ = k₂ = 0 this
+    is the contract's ``μ / (var − σ_read²)``. NaN when the shot variance is not positive.
+    """
+    mu_lin = mu_adu - k2_per_adu * mu_adu * mu_adu
+    c00 = (var_adu2 - read_noise_adu * read_noise_adu) / (1.0 + 2.0 * k2_per_adu * mu_lin) ** 2
+    if not (mu_lin > 0.0 and c00 > 0.0):
+        return math.nan
+    g0 = mu_lin / c00
+    g = g0
+    for _ in range(5):
+        y = 2.0 * a00_per_e * g * mu_lin
+        g = g0 * (math.expm1(y) / y if y != 0.0 else 1.0)
+    return g
+
+
+def gain_from_pairs(
+    pairs: Sequence[PairStats],
+    read_noise_adu: float,
+    *,
+    read_noise_err_adu: float = 0.0,
+    a00_per_e: float = 0.0,
+    a00_err_per_e: float = 0.0,
+    k2_per_adu: float = 0.0,
+    k2_err_per_adu: float = 0.0,
+    outlier_nsigma: float = 5.0,
+) -> GainEstimate:
+    """Gain from flat pairs at any levels (daily flats, daily_PTC pairs), with its error.
+
+    Each pair gives g_i by :func:`gain_from_pair_model` (brighter-fatter and nonlinearity
+    corrected when a₀₀/k₂ are known; the contract's μ/(var − σ_read²) otherwise). Its
+    statistical error follows from the variance of a variance of N Gaussian pixels,
+    σ(var)/var = √(2/N) (a per-frame variance is half that of the difference of the two
+    frames, same relative error), so σ(g_i)/g_i = √(2/N)·var/C₀₀ (the mean's own error,
+    √(var/N)/μ, is ~100× smaller and neglected). Pairs are combined by inverse-variance
+    weighting after rejecting pairs more than ``outlier_nsigma`` of their own error
+    from the median (a flat with a glitch, a pair taken across a lamp change).
+
+    The error common to all pairs comes from σ_read (∂g/∂σ_read² = g/C₀₀), a₀₀
+    (∂ln g/∂a₀₀ ≈ g·μ, the signal in electrons) and k₂ (∂ln g/∂k₂ ≈ 3μ); it is added in
+    quadrature. Pairs are rejected as in :func:`gain_from_flat_pairs` (no signal, out
+    of the physical range).
+    """
+    if len(pairs) == 0:
+        return GainEstimate(math.nan, math.nan, 0, reason="no flat pairs")
+    rn = float(read_noise_adu) if read_noise_adu is not None else math.nan
+    notes: list[str] = []
+    if not math.isfinite(rn):
+        notes.append("read noise unknown, not subtracted")
+        rn, read_noise_err_adu = 0.0, 0.0
+    gains, errs, sys_parts, raw = [], [], [], []
+    rejected = {"unmeasured": 0, "no signal": 0, "out of range": 0}
+    for p in pairs:
+        mu, var, n = float(p.mu_adu), float(p.var_adu2), int(p.n_pixels)
+        if not (math.isfinite(mu) and math.isfinite(var)) or var <= 0.0 or n < 2:
+            rejected["unmeasured"] += 1
+            continue
+        shot = var - rn * rn
+        if mu <= 0.0 or shot < MIN_SHOT_VARIANCE_FRACTION * var:
+            rejected["no signal"] += 1
+            continue
+        g = gain_from_pair_model(mu, var, rn, a00_per_e, k2_per_adu)
+        if not (math.isfinite(g) and GAIN_MIN_E_PER_ADU <= g <= GAIN_MAX_E_PER_ADU):
+            rejected["out of range"] += 1
+            continue
+        gains.append(g)
+        raw.append(mu / shot)
+        errs.append(g * math.sqrt(2.0 / n) * var / shot)
+        sys_parts.append(
+            (
+                g * 2.0 * rn * read_noise_err_adu / shot,
+                g * g * mu * a00_err_per_e,
+                g * 3.0 * mu * k2_err_per_adu,
+            )
+        )
+    detail = ", ".join(f"{v} {k}" for k, v in rejected.items() if v)
+    if detail:
+        notes.append(f"pairs rejected: {detail}")
+    if not gains:
+        lead = "no photon signal in any pair (dead amp or unilluminated?)"
+        if not rejected["no signal"]:
+            lead = "no usable flat pair"
+        return GainEstimate(math.nan, math.nan, 0, reason="; ".join([lead, *notes]))
+    g_arr, e_arr = np.asarray(gains), np.asarray(errs)
+    med = float(np.median(g_arr))
+    keep = np.abs(g_arr - med) <= outlier_nsigma * e_arr
+    if not keep.any():
+        keep = np.ones_like(keep)
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} pair(s) more than {outlier_nsigma}σ from the median")
+    w = 1.0 / e_arr[keep] ** 2
+    g_mean = float(np.sum(w * g_arr[keep]) / np.sum(w))
+    err_stat = float(1.0 / math.sqrt(np.sum(w)))
+    sp = np.asarray(sys_parts)[keep]
+    # common to all pairs: weight-averaged partial errors, components in quadrature
+    err_sys = float(np.sqrt(np.sum((np.sum(w[:, None] * sp, axis=0) / np.sum(w)) ** 2)))
+    raw_mean = float(np.sum(w * np.asarray(raw)[keep]) / np.sum(w))
+    return GainEstimate(
+        gain=g_mean,
+        error=math.hypot(err_stat, err_sys),
+        n_pairs=int(keep.sum()),
+        error_stat=err_stat,
+        error_sys=err_sys,
+        bf_correction=g_mean / raw_mean - 1.0,
+        reason="; ".join(notes),
+    )
+
+
+def flat_level_error(frame_means_adu: Sequence[float]) -> float:
+    """1σ error (adu) of the mean level of a set of flats from their frame-to-frame
+    scatter: std(ddof=1)/√n (lamp flicker dominates a flat's level; the pixel noise of
+    one frame's mean over 10⁶ pixels is ~10⁻⁴ of it). NaN with fewer than 2 frames."""
+    m = np.asarray([x for x in frame_means_adu if math.isfinite(x)], dtype=float)
+    if m.size < 2:
+        return math.nan
+    return float(np.std(m, ddof=1) / math.sqrt(m.size))
 
 
 def _as_float(a: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ Used by ``calibmon run``, ``calibmon demo`` and the scheduler. Never prints; ret
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -24,8 +25,10 @@ from calibmon.io.discover import Discovery, discover
 from calibmon.pipeline import (
     GAIN_METRICS_IN_STORE,
     IMAGE_BIN,
+    AmpHints,
     AmpResult,
     DetectorDay,
+    Hint,
     RunContext,
     amp_records,
     camera_records,
@@ -85,6 +88,30 @@ def gain_hint_factory(
     return hint
 
 
+def amp_hints_factory(store: Store, settings: Settings) -> Callable[[DetectorDay, str], AmpHints]:
+    """Earlier measurements of an amp for today's steps: the latest gain (PTC > flat
+    pairs; nominal per vendor when none was ever measured), a00 and k2, each with its
+    error and the day it was measured."""
+    nominal = settings.nominal_gain
+
+    def hints(dd: DetectorDay, amp: str) -> AmpHints:
+        def latest(metrics: Sequence[str]) -> Hint | None:
+            found = store.latest_measurement(
+                metrics, dd.instrument, dd.detector, amp, on_or_before_day_obs=dd.day_obs
+            )
+            if found is None:
+                return None
+            metric, value, err, day = found
+            return Hint(value, err, f"{metric} (store)", day)
+
+        gain = latest(GAIN_METRICS_IN_STORE)
+        if gain is None and dd.vendor.upper() in nominal:
+            gain = Hint(nominal[dd.vendor.upper()], math.nan, f"nominal {dd.vendor.upper()}")
+        return AmpHints(gain=gain, a00=latest(("ptc_a00",)), k2=latest(("nonlinearity_k2",)))
+
+    return hints
+
+
 def run_directory(
     input_dir: str | Path,
     settings: Settings,
@@ -133,7 +160,7 @@ def run_directory(
     dds = [dd for dd in dds if _enough_frames(dd, settings, summary)]
     summary.detector_days = [(dd.instrument, dd.day_obs, dd.detector_name) for dd in dds]
     summary.day_obs = sorted({dd.day_obs for dd in dds})
-    hints = gain_hint_factory(store, settings)
+    hints = amp_hints_factory(store, settings)
     calibs = certified_calibs(store, dds, summary)
 
     def done(dd: DetectorDay, results: list[AmpResult]) -> None:

@@ -469,6 +469,7 @@ def simulate_night(
     ptc: bool = False,
     n_ptc_pairs: int = 30,
     ptc_labels: bool = True,
+    ptc_levels_e: Sequence[float] | None = None,
     physical_filter: str = "empty",
     overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     extra_defects: Mapping[str, Mapping[str, Mapping[str, list]]] | None = None,
@@ -498,6 +499,9 @@ def simulate_night(
     ptc, n_ptc_pairs, ptc_labels : add a PTC ramp after the daily flats; labelled
         ``TESTTYPE='PTC'``, ``REASON='ptc'`` (LATISS ``'daily_PTC'``) unless
         ``ptc_labels`` is False (then both keys are absent from the ramp's frames).
+    ptc_levels_e : the ramp's nominal signals [e-], one pair each, instead of the ladder
+        up to saturation (``n_ptc_pairs`` is then ignored): e.g. LATISS's daily_PTC, a few
+        pairs at increasing exposure times that never reach saturation.
     overrides : ``{detector: {amp: {param: value}}}`` replaces the night's parameters
         (names as in the truth, or aliases ``gain``, ``read_noise``, ``bias_level``,
         ``full_well``, ``cti``…; ``dead: True`` removes all charge).
@@ -524,6 +528,7 @@ def simulate_night(
         ptc=ptc,
         n_ptc_pairs=n_ptc_pairs,
         ptc_labels=ptc_labels,
+        ptc_levels_e=ptc_levels_e,
         physical_filter=physical_filter,
         overrides=overrides,
         extra_defects=extra_defects,
@@ -553,6 +558,7 @@ def _simulate_night(
     ptc_labels: bool,
     physical_filter: str,
     overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None,
+    ptc_levels_e: Sequence[float] | None = None,
     extra_defects: Mapping[str, Mapping[str, Mapping[str, list]]] | None,
     start_seqnum: int,
     compress: bool,
@@ -611,7 +617,12 @@ def _simulate_night(
 
     ptc_levels: list[float] = []
     ptc_info: dict[str, float] = {}
-    if ptc:
+    if ptc and ptc_levels_e is not None:
+        ptc_levels = sorted(float(x) for x in ptc_levels_e)
+        if not ptc_levels or ptc_levels[0] <= 0:
+            raise ValueError("ptc_levels_e must be positive signals")
+        ptc_info = {"explicit_levels": 1.0, "n_pairs": float(len(ptc_levels))}
+    elif ptc:
         turnoffs = [
             p.full_well_e / (p.illumination * p.flux_scale)
             for d in per_det.values()
@@ -686,7 +697,7 @@ def _simulate_night(
             "dark_time_s": dark_time_s,
             "flat_level_e": flat_level_e,
             "ptc": bool(ptc),
-            "n_ptc_pairs": n_ptc_pairs if ptc else 0,
+            "n_ptc_pairs": len(ptc_levels) if ptc else 0,
             "ptc_labels": bool(ptc_labels),
             "start_seqnum": start_seqnum,
             "compress": bool(compress),

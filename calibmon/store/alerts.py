@@ -51,11 +51,19 @@ class ValueRow(NamedTuple):
     physical_filter: str
     day_obs: str
     value: float
+    error: float | None = None  # 1σ, same unit (None: counts, unknown)
+    lower_limit: int = 0  # 1: provenance says the value is only a lower limit (not a value)
 
 
+# ``lower_limit``: the pipeline marks e.g. a full well from a PTC ramp without roll-off
+# with provenance ``lower_limit: true``; rules must not judge it as a value. ``instr``
+# first, so the JSON of the ~10⁶ rows of a full-camera history is parsed only where the
+# key occurs at all.
 _VALUE_COLS = (
     "metric, level, instrument, detector, COALESCE(detector_name, ''), amp, vendor,"
-    " physical_filter, day_obs, value"
+    " physical_filter, day_obs, value, error,"
+    " CASE WHEN instr(provenance, '\"lower_limit\"') > 0"
+    " THEN COALESCE(json_extract(provenance, '$.lower_limit'), 0) = 1 ELSE 0 END"
 )
 
 

@@ -25,6 +25,7 @@ crash mid-run leaves either all of a group's records or none. WAL mode lets a re
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -491,6 +492,33 @@ class Store:
             return None
         r = rows[0]
         return r["metric"], float(r["value"]), r["day_obs"]
+
+    def latest_measurement(
+        self,
+        metrics: Sequence[str],
+        instrument: str,
+        detector: int,
+        amp: str,
+        *,
+        on_or_before_day_obs: str,
+    ) -> tuple[str, float, float, str] | None:
+        """Like :meth:`latest_value`, with the record's error: (metric, value, error,
+        day_obs); error NaN when the record has none. Lower limits are not measurements
+        and are skipped."""
+        ms = list(metrics)
+        order = " ".join(f"WHEN '{m}' THEN {i}" for i, m in enumerate(ms))
+        rows = self.query(
+            f"SELECT metric, value, error, day_obs FROM records WHERE metric IN"
+            f" ({','.join('?' * len(ms))}) AND level='amp' AND instrument=? AND detector=?"
+            " AND amp=? AND day_obs<=? AND provenance NOT LIKE '%\"lower_limit\":true%'"
+            f" ORDER BY day_obs DESC, CASE metric {order} END, timestamp DESC LIMIT 1",
+            [*ms, instrument, detector, amp, on_or_before_day_obs],
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        err = r["error"]
+        return r["metric"], float(r["value"]), math.nan if err is None else float(err), r["day_obs"]
 
     # -- pictures: binned master images and PTC curves ------------------------------------
     def write_amp_images(

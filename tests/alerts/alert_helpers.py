@@ -46,16 +46,19 @@ def record(
     vendor: str = "E2V",
     level: str = "amp",
     physical_filter: str = "",
+    error: float | None = None,
+    **provenance_extra: Any,
 ) -> MetricRecord:
-    """A record as the pipeline writes it (unit and calib_type from the catalogue)."""
+    """A record as the pipeline writes it (unit and calib_type from the catalogue);
+    ``provenance_extra`` adds keys such as ``lower_limit=True``."""
     m = load_catalogue()[metric]
     return MetricRecord(
         metric=metric, value=value, unit=m.unit, calib_type=m.calib_type, level=level,
         instrument=instrument, detector=detector, detector_name=detector_name, amp=amp,
-        day_obs=day_obs, vendor=vendor, physical_filter=physical_filter,
+        day_obs=day_obs, vendor=vendor, physical_filter=physical_filter, error=error,
         timestamp=f"{day_obs[:4]}-{day_obs[4:6]}-{day_obs[6:]}T18:00:00.000Z",
         provenance=Provenance(run="test", software_version="test", config_hash="test",
-                              processed_at="2025-11-01T00:00:00Z"),
+                              processed_at="2025-11-01T00:00:00Z", **provenance_extra),
     )  # fmt: skip
 
 

@@ -168,7 +168,7 @@ def test_walk_keeps_a_step_out_of_its_own_baseline() -> None:
     good, pooled = walk_baselines(p, hist)
     assert [s.day_obs for s in good["A00"]] == DAYS[:12]
     assert len(good["A01"]) == 25
-    assert pooled == pytest.approx(0.003, rel=0.35)
+    assert pooled is not None and pooled.sigma == pytest.approx(0.003, rel=0.35)
 
 
 def test_too_few_good_nights_means_no_evaluation() -> None:

@@ -8,8 +8,6 @@ tolerance from the pixel/frame counts and the known systematics of the estimator
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -70,24 +68,22 @@ def test_read_noise_electrons(measured) -> None:
     truth, values, _ = measured
     for det, amp, t in _amps(truth):
         r = values[(det, amp)]["read_noise"]
-        assert r.provenance.model_dump()["gain_source"].startswith("ptc_gain")
+        assert r.provenance.model_dump()["gain_source"].startswith("PTC")
         assert r.value == pytest.approx(t["read_noise_e"], rel=0.02), (det, amp)
 
 
 def test_flat_pair_gain(measured) -> None:
-    """Flat-pair gain g_raw = mu / (var - rn^2) is biased by brighter-fatter and the
-    quadratic nonlinearity (the contract's estimator does not correct them): for a signal s
-    (e-), var_e = expm1(2 a00 s)/(2 a00), measured mean (s + k2 s^2)/g and variance
-    var_e (1 + 2 k2 s)^2/g^2, so g_raw = g (s + k2 s^2) / (var_e (1 + 2 k2 s)^2).
-    Statistics: 8 pairs of 15 000 pixels, var error sqrt(2/15000) = 1.15 % a pair, median
-    of 8 -> 0.5 %: 1.5 % is 3 sigma."""
+    """Flat-pair gain, corrected for brighter-fatter and nonlinearity with the day's PTC a00
+    (which absorbs the nonlinearity: a00_fit = a00 + 3·k2, see pipeline.step_gain), against
+    the injected gain within 4 of its own errors (8 pairs of 15 000 pixels: 0.4 % from the
+    pair variances, plus the a00 fit error × the signal in electrons). Uncorrected, the
+    estimate would be ~3 % high at 15 ke- (a00 ≈ −2e-6/e-)."""
     truth, values, _ = measured
     for det, amp, t in _amps(truth):
-        s = t["expected_flat_signal_e"]
-        a00, k2, g = t["a00_per_e"], t["nonlinearity_k2_per_e"], t["gain_e_per_adu"]
-        var_e = math.expm1(2 * a00 * s) / (2 * a00)
-        expected = g * (s + k2 * s * s) / (var_e * (1 + 2 * k2 * s) ** 2)
-        assert values[(det, amp)]["gain"].value == pytest.approx(expected, rel=0.015), (det, amp)
+        r = values[(det, amp)]["gain"]
+        g = t["gain_e_per_adu"]
+        assert r.error is not None and 0 < r.error < 0.02 * g, (det, amp, r.error)
+        assert abs(r.value - g) < 4 * r.error, (det, amp, r.value, g, r.error)
 
 
 def test_ptc_gain_noise_a00(measured) -> None:

@@ -24,7 +24,7 @@ import pytest
 from calibmon.cli import main
 from calibmon.simulate import simulate_night
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("alert_history")]
 
 DETS = ["R22_S11", "R01_S01"]
 N_NIGHTS = 30
