@@ -851,7 +851,7 @@ METRIC_KIND: dict[str, str] = {
     "verify_bias_mean": "bias", "verify_bias_noise": "bias", "verify_bias_pass": "bias",
     "verify_dark_mean": "dark", "verify_dark_noise": "dark", "verify_dark_pass": "dark",
     "verify_new_defects": "dark",
-    "verify_flat_scatter": "flat", "verify_flat_pass": "flat",
+    "verify_flat_scatter": "flat", "verify_flat_pass": "flat", "verify_new_cold_defects": "flat",
 }  # fmt: skip
 
 

@@ -39,6 +39,7 @@ from calibmon.calibs.products import AmpPlane, CertifiedCalib, amp_float, read_a
 from calibmon.errors import CalibError
 from calibmon.science import defects as defects_sci
 from calibmon.science import verify as vsci
+from calibmon.science.robust import clipped_stats_fast
 
 if TYPE_CHECKING:  # pragma: no cover
     from calibmon.pipeline import AmpContext, AmpResult, AmpTask
@@ -46,6 +47,10 @@ if TYPE_CHECKING:  # pragma: no cover
 BIAS_METRICS = ("verify_bias_mean", "verify_bias_noise", "verify_bias_pass")
 DARK_METRICS = ("verify_dark_mean", "verify_dark_noise", "verify_dark_pass")
 FLAT_METRICS = ("verify_flat_scatter", "verify_flat_pass")
+# cp_pipe census offsets the verification of new defects starts from
+# (calibmon.science.defects): hot 3 e-/s above the clipped mean, cold below 0.9 of it.
+HOT_OFFSET_E_PER_S = defects_sci.DARK_CURRENT_THRESHOLD_E_PER_S
+COLD_OFFSET_FRACTION = 1.0 - defects_sci.FRAC_THRESHOLD_FLAT
 
 
 def _calib(task: AmpTask, kind: str) -> CertifiedCalib | None:
@@ -90,6 +95,18 @@ def _median(values: Sequence[float]) -> float:
     return float(np.median(v)) if v else math.nan
 
 
+def _details(checks: Sequence[vsci.ExposureCheck], key: str) -> list[float]:
+    return [c.detail.get(key, math.nan) for c in checks]
+
+
+def _decision_prov(checks: Sequence[vsci.ExposureCheck]) -> dict[str, Any]:
+    """Provenance of the decision: the per-exposure false-fail probability and the budget."""
+    return {
+        "false_fail_per_exposure_test": _median(_details(checks, "false_fail")),
+        "false_fail_per_amp_night": vsci.FALSE_FAIL_PER_AMP_NIGHT,
+    }
+
+
 def _failures(checks: Sequence[vsci.ExposureCheck]) -> dict[str, Any]:
     """Provenance of a pass fraction: the failing exposures and tests (short)."""
     failed = {str(c.exposure_id): ",".join(c.failed_tests) for c in checks if not c.passed}
@@ -123,7 +140,13 @@ def _held_with_reference(
 # bias
 # --------------------------------------------------------------------------------------
 def verify_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
-    """DMTN-101 4.2/4.3 + STRUCTURE of each bias against the certified master bias."""
+    """DMTN-101 4.2/4.3 + STRUCTURE of each bias against the certified master bias.
+
+    Errors: ``verify_bias_mean`` and ``verify_bias_noise`` are medians over exposures of
+    values whose 1σ errors come from each residual (:func:`~calibmon.science.verify.
+    mean_error_rows`, ``σ/√(2n)``); the master's share, common to every exposure, does
+    not average down (:func:`~calibmon.science.verify.median_error`).
+    """
     got = _held_with_reference(task, res, ctx, "bias", BIAS_METRICS)
     if got is None:
         return
@@ -135,26 +158,39 @@ def verify_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     if not math.isfinite(master_noise):  # an imported bias: assume a plain mean of N
         master_noise = vsci.master_noise(frame_noise, n_master, 1.0)
     expected = vsci.bias_expected_noise_adu(frame_noise, master_noise)
+    exp_err = vsci.expected_noise_rel_error(int(np.prod(plane.image.shape)), n_master)
     checks = [
-        vsci.verify_bias_exposure(stack[k] - plane.image, expected, fr.exposure_id, bad)
+        vsci.verify_bias_exposure(stack[k] - plane.image, expected, fr.exposure_id, bad,
+                                  n_exposures=len(used), expected_rel_error=exp_err)
         for k, fr in enumerate(used)
-    ]
+    ]  # fmt: skip
     prov = {"input_calibs": {"bias": cal.provenance(), **def_prov}}
     note = "" if math.isfinite(expected) else "certified bias has no FRMNOISE: NOISE not tested"
-    res.put("verify_bias_mean", _median([c.mean for c in checks]), "no usable pixels", **prov)
+    res.put(
+        "verify_bias_mean", _median([c.mean for c in checks]), "no usable pixels",
+        error=vsci.median_error(_details(checks, "mean_error"),
+                                vsci.common_variance_fraction(master_noise, expected,
+                                                              of_std=False)),
+        mean_limit_adu=_median(_details(checks, "mean_limit")), **prov,
+    )  # fmt: skip
     res.put(
         "verify_bias_noise", _median([c.noise for c in checks]), "no usable pixels",
+        error=vsci.median_error(_details(checks, "noise_error"),
+                                vsci.common_variance_fraction(master_noise, expected)),
         noise_expected_adu=expected, certified_frame_noise_adu=frame_noise,
         certified_master_noise_adu=master_noise, n_master=n_master, **prov,
     )  # fmt: skip
     res.put(
         "verify_bias_pass", vsci.pass_fraction(checks), "no exposure checked",
-        noise_tolerance=vsci.NOISE_TOLERANCE, structure_nsigma=vsci.STRUCTURE_NSIGMA,
+        noise_tolerance=vsci.NOISE_TOLERANCE,
+        noise_ratio_limit=_median(_details(checks, "noise_ratio_limit")),
+        structure_nsigma=_median(_details(checks, "structure_nsigma_limit")),
         max_structure_nsigma=max(
             (max(c.detail.get("column_nsigma", 0.0), c.detail.get("row_nsigma", 0.0))
              for c in checks), default=math.nan,
         ),
-        **({"note": note} if note else {}), **_failures(checks), **prov,
+        **({"note": note} if note else {}), **_decision_prov(checks), **_failures(checks),
+        **prov,
     )  # fmt: skip
 
 
@@ -162,7 +198,13 @@ def verify_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
 # dark
 # --------------------------------------------------------------------------------------
 def verify_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
-    """New defects, then DMTN-101 5.2/5.3 of each dark against the certified master dark."""
+    """DMTN-101 5.2/5.3 of each dark against the certified master dark, and new defects.
+
+    ``verify_new_defects`` counts the day's new bad pixels of every kind: the new hot
+    pixels/columns decided here plus the new cold ones the flat step found
+    (``verify_new_cold_defects``; a pixel new in both would count twice). New hot
+    defects fail the dark (``NEW_DEFECTS``), new cold ones the flat.
+    """
     held = ctx.stacks.pop("dark", None)
     cal = _calib(task, "dark")
     cal_def = _calib(task, "defects")
@@ -181,16 +223,16 @@ def verify_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         except CalibError as err:
             plane_err = str(err)
     bad, def_prov = _defect_mask(task, shape)
-    n_new, day_ok = _new_defects(task, res, ctx, plane, cal, bad, def_prov)
-    if cal is None or held is None:
-        return
-    if plane is None:
-        _nan_all(res, DARK_METRICS, plane_err)
+    if cal is None or held is None or plane is None:
+        _new_defects(task, res, ctx, plane, cal, bad, def_prov, None)
+        if cal is not None and held is not None:
+            _nan_all(res, DARK_METRICS, plane_err)
         return
     stack, used = held
     prov: dict[str, Any] = {"input_calibs": {"dark": cal.provenance(), **def_prov}}
     gain = amp_float(plane, "GAIN")
     if not (math.isfinite(gain) and gain > 0):
+        _new_defects(task, res, ctx, plane, cal, bad, def_prov, None)
         _nan_all(res, DARK_METRICS, f"certified dark {cal.product_id} has no GAIN")
         return
     fn, dmean = amp_float(plane, "FRMNOISE"), amp_float(plane, "DARKMEAN")
@@ -212,11 +254,13 @@ def verify_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     else:
         cal_bias = _calib(task, "bias")
         if cal_bias is None:
+            _new_defects(task, res, ctx, plane, cal, bad, def_prov, None)
             _nan_all(res, DARK_METRICS, "no bias of the day and no certified bias to subtract")
             return
         try:
             bias_plane = _read(cal_bias, task.amp, shape)
         except CalibError as err:
+            _new_defects(task, res, ctx, plane, cal, bad, def_prov, None)
             _nan_all(res, DARK_METRICS, str(err))
             return
         for k, fr in enumerate(used):  # the stack is in adu/s (step_dark divided it)
@@ -230,6 +274,15 @@ def verify_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         bias_noise_e = bias_noise_adu * gain
         prov["input_calibs"]["bias"] = cal_bias.provenance()
         bias_note = f"certified bias {cal_bias.product_id}"
+    # The day's mean dark rate (electron/s) for the new-defect decision, with its
+    # expected per-pixel noise: √((rn² + d·t)/N + σ_B²)/t (plain mean of N frames).
+    t_day = _median([fr.darktime_s for fr in used])
+    day_rate = stack.mean(axis=0, dtype=np.float32) * np.float32(gain)
+    d = max(dmean, 0.0) if math.isfinite(dmean) else 0.0
+    day_noise = math.sqrt((read_noise_e**2 + d * t_day) / len(used) + bias_noise_e**2) / t_day
+    n_new, day_ok = _new_defects(task, res, ctx, plane, cal, bad, def_prov, (day_rate, day_noise))
+    del day_rate
+    exp_err = vsci.expected_noise_rel_error(int(np.prod(plane.image.shape)), n_d)
     checks = []
     for k, fr in enumerate(used):
         resid = stack[k] * np.float32(gain)
@@ -237,13 +290,23 @@ def verify_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         expected = vsci.dark_expected_noise_e(fn, dmean, t_b, master_noise, fr.darktime_s,
                                               bias_noise_e)  # fmt: skip
         checks.append(vsci.verify_dark_exposure(resid, fr.darktime_s, expected,
-                                                fr.exposure_id, bad))  # fmt: skip
+                                                fr.exposure_id, bad, n_exposures=len(used),
+                                                expected_rel_error=exp_err))  # fmt: skip
+    expected_e = _median([c.expected_noise for c in checks])
+    # the master dark's (and master bias's) share of the residual, common to every exposure
+    common = math.hypot(t_day * master_noise, bias_noise_e) if math.isfinite(t_day) else math.nan
     extra = {"gain_e_per_adu": gain, "bias_subtracted": bias_note}
-    res.put("verify_dark_mean", _median([c.mean for c in checks]), "no usable pixels",
-            **extra, **prov)  # fmt: skip
+    res.put(
+        "verify_dark_mean", _median([c.mean for c in checks]), "no usable pixels",
+        error=vsci.median_error(_details(checks, "mean_error"),
+                                vsci.common_variance_fraction(common, expected_e, of_std=False)),
+        mean_limit_e_per_s=_median(_details(checks, "mean_limit")), **extra, **prov,
+    )  # fmt: skip
     res.put(
         "verify_dark_noise", _median([c.noise for c in checks]), "no usable pixels",
-        noise_expected_e=_median([c.expected_noise for c in checks]), **extra, **prov,
+        error=vsci.median_error(_details(checks, "noise_error"),
+                                vsci.common_variance_fraction(common, expected_e)),
+        noise_expected_e=expected_e, **extra, **prov,
     )  # fmt: skip
     fail = _failures(checks)
     if not day_ok:
@@ -252,7 +315,8 @@ def verify_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     res.put(
         "verify_dark_pass", vsci.pass_fraction(checks, day_ok), "no exposure checked",
         noise_tolerance=vsci.NOISE_TOLERANCE, new_defects=n_new,
-        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, **fail, **prov,
+        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, **_decision_prov(checks), **fail,
+        **prov,
     )  # fmt: skip
 
 
@@ -264,11 +328,17 @@ def _new_defects(
     cal_dark: CertifiedCalib | None,
     defect_mask: np.ndarray | None,
     def_prov: dict,
+    day: tuple[np.ndarray, float] | None,
 ) -> tuple[float, bool]:
-    """``verify_new_defects``: the day's hot pixels/columns not in the certified defects.
+    """``verify_new_defects``: the day's new hot pixels/columns (plus the new cold ones of
+    the flat step) not in the certified defects. Returns (hot count, day_ok).
 
-    The reference is the certified defects product; without one, the hot pixels found
-    (same cp_pipe thresholds) in the certified master dark. Returns (count, day_ok).
+    With the day's mean dark rate and its expected per-pixel noise (``day``), new hot
+    defects are a decision (:func:`~calibmon.science.verify.find_new_defects`: noise
+    makes more than the allowed pixels with probability ≤ 5e-7 a day); without it (no
+    certified dark to verify against) the day's census is compared directly. The
+    reference is the certified defects product; without one, the hot pixels found the
+    same way in the certified master dark.
     """
     census = ctx.bright_census
     if census is None:
@@ -276,27 +346,47 @@ def _new_defects(
     if defect_mask is not None:
         ref, prov, source = defect_mask, def_prov, "certified defects"
     elif dark_plane is not None and cal_dark is not None:
-        ref = defects_sci.find_bright_defects(dark_plane.image).pixel_mask
+        ref = vsci.find_new_defects(dark_plane.image, None, HOT_OFFSET_E_PER_S).mask
         prov, source = {"dark": cal_dark.provenance()}, "hot pixels of the certified dark"
     else:
         return math.nan, True
     if not census.measured:
         res.put("verify_new_defects", math.nan, census.reason or "no defect census of the day")
         return math.nan, True
-    n_new = vsci.count_new_defects(census.pixel_mask, ref)
-    new_cols = vsci.new_defect_columns(census.column_indices, ref)
+    extra: dict[str, Any] = {}
+    if day is not None:
+        found = vsci.find_new_defects(day[0], ref, HOT_OFFSET_E_PER_S, pixel_noise=day[1])
+        n_hot, new_cols, ok = found.n_pixels, list(found.columns), found.ok
+        extra = {"detection_limit_pixel_e_per_s": found.pixel_limit,
+                 "detection_limit_column_e_per_s": found.column_limit,
+                 "pixel_noise_e_per_s": found.pixel_noise}  # fmt: skip
+    else:
+        n_hot = vsci.count_new_defects(census.pixel_mask, ref)
+        new_cols = vsci.new_defect_columns(census.column_indices, ref)
+        ok = n_hot <= vsci.NEW_DEFECT_PIXELS_ALLOWED
+    n_cold = res.verify.get("new_cold_defects", 0)
     res.put(
-        "verify_new_defects", n_new, "", reference=source, new_columns=new_cols,
-        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, input_calibs=prov,
+        "verify_new_defects", n_hot + n_cold, "", reference=source, new_columns=new_cols,
+        new_hot_defects=n_hot, new_cold_defects=n_cold,
+        new_cold_columns=res.verify.get("new_cold_columns", []),
+        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, input_calibs=prov, **extra,
     )  # fmt: skip
-    return float(n_new), n_new <= vsci.NEW_DEFECT_PIXELS_ALLOWED
+    return float(n_hot), ok
 
 
 # --------------------------------------------------------------------------------------
 # flat
 # --------------------------------------------------------------------------------------
 def verify_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
-    """Per-exposure ratio statistics of each flat / certified flat (verdicts per detector)."""
+    """Per-exposure ratio statistics of each flat / certified flat (verdicts per detector),
+    and the day's new cold pixels/columns against the certified defects.
+
+    Without a certified flat but with certified defects, the new cold defects are those
+    of the day's census (``ctx.dark_census``; cp_pipe's 10 % below the mean is ≥ 12σ of a
+    single 15 ke− flat's pixel noise, so the census of a flat holds no noise).
+    """
+    if _calib(task, "flat") is None:
+        _census_cold_defects(task, res, ctx)
     got = _held_with_reference(task, res, ctx, "flat", FLAT_METRICS)
     if got is None:
         return
@@ -306,6 +396,7 @@ def verify_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         _nan_all(res, FLAT_METRICS, f"certified flat {cal.product_id} has no GAIN")
         return
     bad, def_prov = _defect_mask(task, stack.shape[1:])
+    _new_cold_defects(task, res, ctx, stack, plane, cal, bad, def_prov)
     master = plane.image
     unusable = ~(np.isfinite(master) & (master > 0))
     bad = unusable if bad is None else (bad | unusable)
@@ -313,47 +404,133 @@ def verify_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     level = amp_float(plane, "AMPMEAN")
     pair_var, signal = amp_float(plane, "PAIRVAR"), amp_float(plane, "SIGNAL")
     master_rel = amp_float(plane, "MNOISE")
+    n_master = max(_count(plane, "NFRAMES", cal.n_exposures), 1)
     if not math.isfinite(master_rel) and signal > 0:  # an imported flat: a plain mean of N
-        master_rel = math.sqrt(pair_var / max(_count(plane, "NFRAMES", cal.n_exposures), 1))
-        master_rel /= signal
+        master_rel = math.sqrt(pair_var / n_master) / signal
+    # PAIRVAR comes from the product's flat pairs: its σ has the relative error of a std
+    # of n_pixels × pairs values
+    exp_err = vsci.expected_noise_rel_error(int(np.prod(master.shape)), n_master)
     exps = []
     for k, fr in enumerate(used):
         ratio = stack[k] * np.float32(gain)
         ratio /= safe
-        mean_e, scatter = vsci.flat_exposure_stats(ratio, bad)
+        mean_e, scatter, n_pix = vsci.flat_exposure_stats(ratio, bad)
         expected = vsci.flat_expected_scatter(
             mean_e, level, pair_var, signal, amp_float(plane, "RDNOISE"), master_rel
         )
-        exps.append(vsci.FlatExposure(fr.exposure_id, mean_e, scatter, expected))
+        exps.append(vsci.FlatExposure(fr.exposure_id, mean_e, scatter, expected, n_pix,
+                                      exp_err, master_rel))  # fmt: skip
     res.verify["flat"] = exps
     res.verify["flat_provenance"] = {
         "input_calibs": {"flat": cal.provenance(), **def_prov}, "gain_e_per_adu": gain,
     }  # fmt: skip
 
 
-def finish_detector_verification(results: Sequence[AmpResult]) -> None:
-    """Detector-level flat tests over all amps of one detector-day (main process).
+def _census_cold_defects(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
+    """``verify_new_cold_defects`` from the day's cold-defect census and the certified
+    defects (no certified flat to verify against)."""
+    census = ctx.dark_census
+    if census is None or not census.measured:
+        return
+    bad, def_prov = _defect_mask(task, census.pixel_mask.shape)
+    if bad is None:
+        return
+    n_new = vsci.count_new_defects(census.pixel_mask, bad)
+    cols = vsci.new_defect_columns(census.column_indices, bad)
+    res.verify["new_cold_defects"] = n_new
+    res.verify["new_cold_columns"] = cols
+    res.put(
+        "verify_new_cold_defects", n_new, "", reference="certified defects", new_columns=cols,
+        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, input_calibs=def_prov,
+        note="day's cold-defect census (no certified flat)",
+    )  # fmt: skip
 
-    Puts ``verify_flat_scatter`` and ``verify_flat_pass`` into each amp's result.
+
+def _new_cold_defects(
+    task: AmpTask,
+    res: AmpResult,
+    ctx: AmpContext,
+    stack: np.ndarray,
+    flat_plane: AmpPlane,
+    cal_flat: CertifiedCalib,
+    defect_mask: np.ndarray | None,
+    def_prov: dict,
+) -> None:
+    """``verify_new_cold_defects``: cold pixels/columns of the day's flats (mean of the
+    bias-subtracted stack, below 0.9 of its clipped mean as cp_pipe's census) not in the
+    certified defects — or, without them, not cold in the certified flat — decided
+    against the noise (:func:`~calibmon.science.verify.find_new_defects`). A flat
+    without signal (the census's dead amp) makes every uncertified pixel new. Leaves
+    the count and the flat's day-level verdict in ``res.verify``.
+    """
+    if defect_mask is not None:
+        ref, prov, source = defect_mask, def_prov, "certified defects"
+    else:
+        norm = amp_float(flat_plane, "AMPMEAN")
+        norm = norm if math.isfinite(norm) and norm > 0 else 1.0
+        ref = vsci.find_new_defects(flat_plane.image, None, COLD_OFFSET_FRACTION * norm,
+                                    cold=True).mask  # fmt: skip
+        prov, source = {"flat": cal_flat.provenance()}, "cold pixels of the certified flat"
+    day = stack.mean(axis=0, dtype=np.float32)
+    mean, std, n = clipped_stats_fast(day, 3.0, 3, bad_mask=ref)
+    extra: dict[str, Any] = {}
+    if n < 2 or not math.isfinite(mean):
+        res.put("verify_new_cold_defects", math.nan, "no usable pixels in the day's flats")
+        return
+    if not mean > defects_sci.MIN_FLAT_SIGNAL_TO_NOISE * std:  # dead amp: all dark
+        mask = ~ref
+        n_new, cols = int(np.count_nonzero(mask)), list(range(day.shape[1]))
+        cols = [c for c in cols if not ref[:, c].all()]
+        extra["note"] = "flat has no signal: dead amp"
+    else:
+        found = vsci.find_new_defects(day, ref, COLD_OFFSET_FRACTION * mean, cold=True)
+        n_new, cols = found.n_pixels, list(found.columns)
+        extra = {"detection_limit_pixel_frac": found.pixel_limit / mean,
+                 "detection_limit_column_frac": found.column_limit / mean}  # fmt: skip
+    ok = n_new <= vsci.NEW_DEFECT_PIXELS_ALLOWED
+    res.verify["new_cold_defects"] = n_new
+    res.verify["new_cold_columns"] = cols
+    res.verify["flat_day_ok"] = ok
+    res.put(
+        "verify_new_cold_defects", n_new, "", reference=source, new_columns=cols,
+        new_defects_allowed=vsci.NEW_DEFECT_PIXELS_ALLOWED, input_calibs=prov, **extra,
+    )  # fmt: skip
+
+
+def finish_detector_verification(results: Sequence[AmpResult]) -> None:
+    """Per-amp flat verdicts over all amps of one detector-day (main process): each amp's
+    level is compared with the robust detector reference (outlier amps excluded,
+    :func:`~calibmon.science.verify.finish_flat_verification`).
+
+    Puts ``verify_flat_scatter`` (with its error) and ``verify_flat_pass`` into each
+    amp's result.
     """
     per_amp = {r.amp: r.verify["flat"] for r in results if r.verify.get("flat")}
     if not per_amp:
         return
-    verdicts = vsci.finish_flat_verification(per_amp)
+    day_ok = {r.amp: bool(r.verify.get("flat_day_ok", True)) for r in results}
+    verdicts = vsci.finish_flat_verification(per_amp, day_ok=day_ok)
     for r in results:
         v = verdicts.get(r.amp)
         if v is None:
             continue
         prov = dict(r.verify.get("flat_provenance", {}))
         expected = _median([c.expected_noise for c in v.checks])
-        r.put("verify_flat_scatter", v.scatter, "no usable pixels",
+        r.put("verify_flat_scatter", v.scatter, "no usable pixels", error=v.scatter_error,
               scatter_expected=expected, **prov)  # fmt: skip
+        fail = _failures(v.checks)
+        if not day_ok.get(r.amp, True):
+            fail["failed_tests"] = ",".join(sorted({*filter(None, fail["failed_tests"].split(",")),
+                                                     "NEW_DEFECTS"}))  # fmt: skip
         r.put(
             "verify_flat_pass", v.pass_fraction, "no exposure checked",
             noise_tolerance=vsci.FLAT_NOISE_TOLERANCE,
             level_tolerance=vsci.FLAT_AMP_LEVEL_TOLERANCE,
-            detector_scatter_max=vsci.FLAT_DETECTOR_SCATTER_MAX,
-            level_deviation=_median([c.detail.get("level_deviation", math.nan)
-                                     for c in v.checks]),
-            **_failures(v.checks), **prov,
+            level_deviation=_median(_details(v.checks, "level_deviation")),
+            level_limit=_median(_details(v.checks, "level_limit")),
+            detector_scatter=_median(_details(v.checks, "detector_scatter")),
+            outlier_amps=max((int(c.detail.get("n_outlier_amps", 0)) for c in v.checks),
+                             default=0),
+            new_cold_defects=r.verify.get("new_cold_defects", math.nan),
+            **_decision_prov(v.checks), **fail, **prov,
         )  # fmt: skip

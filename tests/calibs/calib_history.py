@@ -10,9 +10,14 @@ night      detector  amp   change                                           must
 =========  ========  ====  ===============================================  ===========
 20251104   R22_S11   C13   new hot column (column 50, 10 e-/s)              dark
 20251105   R01_S01   C04   read noise × 1.5                                 bias, dark
+20251105   R01_S01   C10   dead amp (no charge)                             flat
 20251106   R22_S11   C05   fixed bias structure amplitude + 10 adu          bias
 20251107   R01_S01   C16   flat response × 1.05 (flux_scale)                flat
+20251107   R01_S01   C07   new cold column (column 20)                      flat
 =========  ========  ====  ===============================================  ===========
+
+The dead amp must fail alone: its 15 neighbours on R01_S01 keep passing the flat
+verification on the three nights it is dead (the detector reference excludes it).
 """
 
 from __future__ import annotations
@@ -30,13 +35,17 @@ DETECTORS = ["R22_S11", "R01_S01"]
 NIGHTS = ["20251101", "20251102", "20251103", "20251104", "20251105", "20251106", "20251107"]
 SIM = {"small": True, "camera_seed": 5, "n_bias": 5, "n_dark": 5, "n_flat": 6}
 HOT_COLUMN = 50
+COLD_COLUMN = 20
+DEAD = ("R01_S01", "C10")
 
 # (first night, detector, amp, types that must fail from then on)
 INJECTIONS = [
     ("20251104", "R22_S11", "C13", ("dark",)),
     ("20251105", "R01_S01", "C04", ("bias", "dark")),
+    ("20251105", "R01_S01", "C10", ("flat",)),
     ("20251106", "R22_S11", "C05", ("bias",)),
     ("20251107", "R01_S01", "C16", ("flat",)),
+    ("20251107", "R01_S01", "C07", ("flat",)),
 ]
 
 
@@ -49,11 +58,13 @@ def _changes(day: str, camera: dict) -> tuple[dict, dict]:
     if day >= "20251105":
         rn = camera["R01_S01"]["C04"]["camera"]["read_noise_e"]
         overrides.setdefault("R01_S01", {})["C04"] = {"read_noise": 1.5 * rn}
+        overrides["R01_S01"]["C10"] = {"dead": True}
     if day >= "20251106":
         pattern = camera["R22_S11"]["C05"]["bias_pattern_adu"]
         overrides.setdefault("R22_S11", {})["C05"] = {"bias_pattern": pattern + 10.0}
     if day >= "20251107":
         overrides.setdefault("R01_S01", {})["C16"] = {"flux_scale": 1.05}
+        extra.setdefault("R01_S01", {})["C07"] = {"cold_columns": [COLD_COLUMN]}
     return overrides, extra
 
 

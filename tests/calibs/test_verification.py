@@ -18,12 +18,23 @@ from collections import defaultdict
 import fitsio
 import numpy as np
 import pytest
-from calib_history import DETECTORS, HOT_COLUMN, INJECTIONS, NIGHTS, History, run_cli
+from calib_history import (
+    COLD_COLUMN,
+    DEAD,
+    DETECTORS,
+    HOT_COLUMN,
+    INJECTIONS,
+    NIGHTS,
+    History,
+    run_cli,
+)
 
 from calibmon.io.detectors import AMP_ORDER_16
 from calibmon.store.sqlite import Store
 
 PASS = {"bias": "verify_bias_pass", "dark": "verify_dark_pass", "flat": "verify_flat_pass"}
+ERROR_METRICS = ("verify_bias_mean", "verify_bias_noise", "verify_dark_mean",
+                 "verify_dark_noise", "verify_flat_scatter")  # fmt: skip
 # Test that fails for each injection (the verdict's failed_tests).
 FAILED_TEST = {
     ("R22_S11", "C13", "dark"): "NEW_DEFECTS",
@@ -31,6 +42,8 @@ FAILED_TEST = {
     ("R01_S01", "C04", "dark"): "NOISE",
     ("R22_S11", "C05", "bias"): "STRUCTURE",
     ("R01_S01", "C16", "flat"): "LEVEL",
+    ("R01_S01", "C10", "flat"): "NEW_DEFECTS",  # dead: every pixel is a new cold defect
+    ("R01_S01", "C07", "flat"): "NEW_DEFECTS",
 }
 
 
@@ -158,16 +171,75 @@ def test_first_failing_night_is_the_injection_night(records) -> None:
 
 
 def test_new_defects_count_the_hot_column_by_pixel(history: History, records) -> None:
+    """verify_new_defects counts every kind: the hot column (R22_S11 C13), the cold column
+    (R01_S01 C07) and the dead amp's pixels (R01_S01 C10, all cold but the certified
+    ones); nothing anywhere else."""
     rows = history.truth[NIGHTS[0]]["geometry"]["E2V"]["n_data_rows"]
+    itl = history.truth[NIGHTS[0]]["geometry"]["ITL"]
+    itl_pixels = itl["n_data_rows"] * itl["n_data_cols"]
     for r in records:
         if r.metric != "verify_new_defects":
             continue
-        if (r.detector_name, r.amp) == ("R22_S11", "C13") and r.day_obs >= "20251104":
+        key, extra = (r.detector_name, r.amp), r.provenance.model_extra
+        if key == ("R22_S11", "C13") and r.day_obs >= "20251104":
             assert r.value == rows
-            assert r.provenance.model_extra["new_columns"] == [HOT_COLUMN]
+            assert extra["new_columns"] == [HOT_COLUMN] and extra["new_cold_defects"] == 0
             assert r.provenance.input_calibs["defects"]["id"]
+        elif key == ("R01_S01", "C07") and r.day_obs >= "20251107":
+            assert r.value == itl["n_data_rows"]
+            assert extra["new_cold_columns"] == [COLD_COLUMN] and extra["new_hot_defects"] == 0
+        elif key == DEAD and r.day_obs >= "20251105":
+            # certified defects of the amp (its hot/cold pixels) are not new
+            assert 0.99 * itl_pixels < r.value < itl_pixels
+            assert extra["new_hot_defects"] == 0
         else:
             assert r.value == 0, (r.day_obs, r.detector_name, r.amp)
+
+
+def test_new_cold_column_fails_the_flat_of_its_amp(history: History, records) -> None:
+    """verify_new_cold_defects flags the cold column on its amp from its first night (all
+    its pixels, the column named), and is 0 on every clean amp-night; the flat of that
+    amp fails with NEW_DEFECTS only (the column is clipped from NOISE and LEVEL)."""
+    cold = [r for r in records if r.metric == "verify_new_cold_defects"]
+    assert len(cold) == 32 * len(NIGHTS[1:])
+    for r in cold:
+        key = (r.detector_name, r.amp)
+        if key == ("R01_S01", "C07") and r.day_obs >= "20251107":
+            rows = history.truth[NIGHTS[0]]["geometry"]["ITL"]["n_data_rows"]
+            assert 0.99 * rows <= r.value <= rows  # certified pixels of the column aside
+            assert r.provenance.model_extra["new_columns"] == [COLD_COLUMN]
+        elif key == DEAD and r.day_obs >= "20251105":
+            assert r.value > 10_000
+        else:
+            assert r.value == 0, (r.day_obs, key)
+    flat = {r.day_obs: r for r in records if r.metric == "verify_flat_pass"
+            and (r.detector_name, r.amp) == ("R01_S01", "C07")}  # fmt: skip
+    assert flat["20251107"].value == 0.0
+    assert flat["20251107"].provenance.model_extra["failed_tests"] == "NEW_DEFECTS"
+    assert all(flat[d].value == 1.0 for d in NIGHTS[1:-1])
+
+
+def test_dead_amp_fails_alone(records) -> None:
+    """On each night the amp is dead only it fails the flat verification; its 15
+    neighbours pass every exposure, judged against the detector reference without it
+    (the provenance says one outlier amp was left out)."""
+    det, dead = DEAD
+    nights = [d for d in NIGHTS[1:] if d >= "20251105"]
+    assert len(nights) == 3
+    for day in nights:
+        flat = {r.amp: r for r in records if r.metric == "verify_flat_pass"
+                and r.detector_name == det and r.day_obs == day}  # fmt: skip
+        assert len(flat) == 16
+        assert flat[dead].value == 0.0
+        for amp, r in flat.items():
+            if amp == dead or (day >= "20251107" and amp in ("C16", "C07")):
+                continue
+            assert r.value == 1.0, (day, amp, r.provenance.model_extra["failed_tests"])
+            extra = r.provenance.model_extra
+            assert extra["outlier_amps"] >= 1
+            # the robust scatter of the other amps' levels (~0.1 % drift), not the dead
+            # amp's 100 %
+            assert extra["detector_scatter"] < 0.01
 
 
 def test_values_and_provenance(history: History, records) -> None:
@@ -176,7 +248,9 @@ def test_values_and_provenance(history: History, records) -> None:
     for r in records:
         clean = (r.detector_name, r.amp) not in {(d, a) for _, d, a, _ in INJECTIONS}
         extra = r.provenance.model_extra
-        kind = {"verify_new_defects": "defects"}.get(r.metric, r.metric.split("_")[1])
+        kind = {"verify_new_defects": "defects", "verify_new_cold_defects": "defects"}.get(
+            r.metric, r.metric.split("_")[1]
+        )
         ref = r.provenance.input_calibs[kind]
         assert ref["id"] == history.products[(kind, r.detector_name)]
         assert ref["begin"] == "2025-11-01" and ref["end"] is None
@@ -193,6 +267,11 @@ def test_values_and_provenance(history: History, records) -> None:
         if r.metric == "verify_flat_scatter":
             assert r.value == pytest.approx(extra["scatter_expected"], rel=0.04)
             assert 1 / math.sqrt(16000) < r.value < 1 / math.sqrt(12000)  # ~15 ke- Poisson
+        if r.metric in ERROR_METRICS:
+            # 1σ errors: positive and small against the value's scale (15 000 pixels)
+            assert r.error is not None and r.error > 0, r.metric
+        elif r.metric.endswith(("_pass", "_defects")):
+            assert r.error is None, r.metric
 
 
 def _validity(history: History, capsys, kind: str, det: str) -> list[str]:
@@ -209,7 +288,7 @@ def _validity(history: History, capsys, kind: str, det: str) -> list[str]:
         ("bias", "R22_S11", "20251102..20251105 (4 days)", "20251106", "C05"),
         ("dark", "R22_S11", "20251102..20251103 (2 days)", "20251104", "C13"),
         ("dark", "R01_S01", "20251102..20251104 (3 days)", "20251105", "C04"),
-        ("flat", "R01_S01", "20251102..20251106 (5 days)", "20251107", "C16"),
+        ("flat", "R01_S01", "20251102..20251104 (3 days)", "20251105", "C10"),
         ("defects", "R22_S11", "20251102..20251103 (2 days)", "20251104", "C13"),
     ],
 )

@@ -87,6 +87,7 @@ TYPICAL: dict[str, tuple[float, float, float]] = {
     "verify_dark_mean": (0.0, 0.0, 0.001),
     "verify_dark_noise": (0.02, 0.02, 0.004),
     "verify_new_defects": (2.0, 1.0, 2.0),
+    "verify_new_cold_defects": (1.0, 1.0, 1.0),
     "verify_flat_scatter": (0.008, 0.007, 0.001),
     "verify_bias_pass": (1.0, 1.0, 0.0),
     "verify_dark_pass": (1.0, 1.0, 0.0),
