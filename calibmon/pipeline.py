@@ -31,6 +31,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -320,7 +321,8 @@ def bin_image(image: np.ndarray, factor: int = IMAGE_BIN) -> np.ndarray:
     if r == 0 or c == 0:
         return image.astype(np.float32)
     blocks = image[:r, :c].reshape(r // factor, factor, c // factor, factor)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks (dead amp)
         return np.nanmean(blocks, axis=(1, 3)).astype(np.float32)
 
 
