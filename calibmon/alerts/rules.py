@@ -407,10 +407,8 @@ def deviation_sigma(
     history's typical measurement error, ``e2_typ`` (the median of the history's squared
     errors). Then::
 
-        σ_dev² = max(σ_b² + error² − e2_typ, min(error², σ_b²)) + (π / 2n)·σ_b²
-
-    i.e. σ_intrinsic² + error² when the errors are statistical (σ_b² = σ_intrinsic² +
-    e2_typ), and with an error part common to every night (a systematic) cancelled,
+        σ_intrinsic² = max(0, σ_b² − e2_typ)
+        σ_dev²       = σ_intrinsic² + error² + (π / 2n)·σ_b²
 
     (today's error in place of the typical one; the median of n nights has variance
     πσ_b²/2n). A night with fewer frames (larger ``error``) gets a wider band and does not
@@ -423,15 +421,8 @@ def deviation_sigma(
     inflate2 = math.pi / (2.0 * n_baseline) if n_baseline else 0.0
     if error is None or e2_typ is None or not math.isfinite(sigma_b):
         return sigma_b * math.sqrt(1.0 + inflate2)
-    s2 = sigma_b * sigma_b
-    # σ_b² + error² − e2_typ: with statistical errors this is σ_intrinsic² + error²; an
-    # error part common to every night (a systematic, e.g. the flat-pair gain's nominal
-    # a00 spread when no PTC was ever taken) is in error² and e2_typ but not in σ_b², and
-    # cancels — the old max(0, σ_b² − e2_typ) + error² kept it and blinded the rule.
-    # Never below min(error², σ_b²): today's own error when the nights scatter more,
-    # the nights' scatter when a common error part makes error² exceed it.
-    floor = min(error * error, s2)
-    return math.sqrt(max(s2 + error * error - e2_typ, floor) + inflate2 * s2)
+    intrinsic2 = max(0.0, sigma_b * sigma_b - e2_typ)
+    return math.sqrt(intrinsic2 + error * error + inflate2 * sigma_b * sigma_b)
 
 
 def band_width(

@@ -91,7 +91,7 @@ CADENCES: dict[str, Cadence] = {
     "latiss": Cadence(
         "latiss", "LATISS", ("RXX_S00",), small=True, n_bias=3, n_dark=3, dark_time_s=1.0,
         n_flat=20, daily_ptc_levels_e=(1000.0, 5000.0, 15000.0, 40000.0),
-        first_night_ptc_pairs=20, camera_seed=28,
+        first_night_ptc_pairs=30, camera_seed=28,
     ),
     # The same cadence on full-size amps, for the few nights CI can afford (one full-size
     # LATISS night is ~35 raws of 75 MB: ~40 s of simulation and processing on 2 cores).
@@ -101,11 +101,11 @@ CADENCES: dict[str, Cadence] = {
     ),
     "lsstcam_dmtn222": Cadence(
         "lsstcam_dmtn222", "LSSTCam", ("R22_S11", "R01_S01"), small=True, n_bias=15,
-        n_dark=15, dark_time_s=30.0, n_flat=15, first_night_ptc_pairs=20,
+        n_dark=15, dark_time_s=30.0, n_flat=15, first_night_ptc_pairs=30,
     ),
     "lsstcam_short_darks": Cadence(
         "lsstcam_short_darks", "LSSTCam", ("R22_S11", "R01_S01"), small=True, n_bias=15,
-        n_dark=3, dark_time_s=30.0, n_flat=15, first_night_ptc_pairs=20,
+        n_dark=3, dark_time_s=30.0, n_flat=15, first_night_ptc_pairs=30,
     ),
 }  # fmt: skip
 
