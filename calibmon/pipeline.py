@@ -589,8 +589,10 @@ def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         if "flat" in task.frames:
             res.put("gain", math.nan, "no flat pairs")
         return
-    a00 = ctx.best(task, "a00")
-    k2 = ctx.best(task, "k2")
+    # the more precise of today's and the store's: a daily_PTC of four pairs measures a00
+    # ten times less well than the last full ramp, and its noise would move the gain
+    a00 = _more_precise(ctx.a00, task.hints.a00)
+    k2 = _more_precise(ctx.k2, task.hints.k2)
     extra: dict[str, Any] = {}
     if a00 is None:
         a00 = Hint(flat_sci.NOMINAL_A00_PER_E, flat_sci.NOMINAL_A00_ERR_PER_E, "nominal")
@@ -622,6 +624,15 @@ def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     res.put("gain", est.gain, est.reason, error=est.error, **extra)
     if math.isfinite(est.gain) and ctx.gain is None:
         ctx.gain = Hint(est.gain, est.error, "flat pairs", task.day_obs)
+
+
+def _more_precise(a: Hint | None, b: Hint | None) -> Hint | None:
+    """The hint with the smaller finite error (``a`` when equal or unknown)."""
+    if a is None or b is None:
+        return a or b
+    ea = a.error if math.isfinite(a.error) else math.inf
+    eb = b.error if math.isfinite(b.error) else math.inf
+    return b if eb < ea else a
 
 
 def _finite_or(x: float | None, default: float) -> float:

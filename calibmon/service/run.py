@@ -107,7 +107,19 @@ def amp_hints_factory(store: Store, settings: Settings) -> Callable[[DetectorDay
         gain = latest(GAIN_METRICS_IN_STORE)
         if gain is None and dd.vendor.upper() in nominal:
             gain = Hint(nominal[dd.vendor.upper()], math.nan, f"nominal {dd.vendor.upper()}")
-        return AmpHints(gain=gain, a00=latest(("ptc_a00",)), k2=latest(("nonlinearity_k2",)))
+
+        def precise(metric: str) -> Hint | None:
+            found = store.most_precise_measurement(
+                metric, dd.instrument, dd.detector, amp, on_or_before_day_obs=dd.day_obs
+            )
+            if found is None:
+                return None
+            _, value, err, day = found
+            return Hint(value, err, f"{metric} (store)", day)
+
+        # a00 and k2 barely change: the most precise recent one (a full ramp, not the
+        # last daily_PTC) corrects the flat-pair gain; the gain itself is the latest
+        return AmpHints(gain=gain, a00=precise("ptc_a00"), k2=precise("nonlinearity_k2"))
 
     return hints
 

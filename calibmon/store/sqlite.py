@@ -735,6 +735,37 @@ class Store:
             start, size = start + size, size * 4
         return None
 
+    def most_precise_measurement(
+        self,
+        metric: str,
+        instrument: str,
+        detector: int,
+        amp: str,
+        *,
+        on_or_before_day_obs: str,
+        max_days: int = 60,
+    ) -> tuple[str, float, float, str] | None:
+        """The record of ``metric`` with the smallest error among the newest ``max_days``
+        days that hold it (metric, value, error, day_obs); None without one. For slowly
+        varying properties (a00, k2) a full ramp's number beats a daily_PTC's."""
+        days = self.days(
+            instrument=instrument, metric=metric, until_day_obs=on_or_before_day_obs,
+            descending=True, limit=max_days,
+        )  # fmt: skip
+        if not days:
+            return None
+        rows = self.query(
+            "SELECT metric, value, error, day_obs FROM records INDEXED BY records_day"
+            f" WHERE day_obs IN ({','.join('?' * len(days))}) AND metric=?"
+            " AND instrument=? AND detector=? AND amp=? AND level='amp' AND error IS NOT NULL"
+            " ORDER BY error ASC, day_obs DESC LIMIT 1",
+            [*days, metric, instrument, detector, amp],
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return r["metric"], float(r["value"]), float(r["error"]), r["day_obs"]
+
     # -- pictures: binned master images and PTC curves ------------------------------------
     def write_amp_images(
         self, rows: Sequence[tuple[str, str, int, str, str, np.ndarray, str | None]],
