@@ -589,10 +589,17 @@ def step_gain(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         if "flat" in task.frames:
             res.put("gain", math.nan, "no flat pairs")
         return
-    # the more precise of today's and the store's: a daily_PTC of four pairs measures a00
-    # ten times less well than the last full ramp, and its noise would move the gain
-    a00 = _more_precise(ctx.a00, task.hints.a00)
-    k2 = _more_precise(ctx.k2, task.hints.k2)
+    # a00 and k2 as a pair from one fit (they are correlated): today's PTC, unless the
+    # store's most precise recent ramp is more than twice as precise — a daily_PTC of
+    # four pairs measures a00 ~10× less well than a full ramp, and its noise would move
+    # the gain (mixing the two sources pair by pair biased the gain by +0.7σ)
+    today, stored = ctx.a00, task.hints.a00
+    use_store = today is None or (
+        stored is not None and _more_precise(today, stored) is stored
+        and stored.error * 2.0 < today.error
+    )  # fmt: skip
+    a00 = stored if use_store else today
+    k2 = (task.hints.k2 if use_store else ctx.k2) or ctx.k2 or task.hints.k2
     extra: dict[str, Any] = {}
     if a00 is None:
         a00 = Hint(flat_sci.NOMINAL_A00_PER_E, flat_sci.NOMINAL_A00_ERR_PER_E, "nominal")
