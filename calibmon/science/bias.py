@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibmon.science.isr import residual_std_factor
 from calibmon.science.robust import clipped_stats_fast, truncation_std_factor
 
 # Variance of the rounding of a continuous signal to integer ADU: uniform on a unit
@@ -23,9 +22,6 @@ from calibmon.science.robust import clipped_stats_fast, truncation_std_factor
 # ``read_noise_adu`` is the analogue noise of the amplifier, not amplifier + digitiser.
 QUANTISATION_VAR_ADU2 = 1.0 / 12.0
 
-# Clipping of the read-noise statistic: 4σ keeps the truncation correction below 0.1 %
-# while still removing the rare glitch in the overscan.
-READ_NOISE_CLIP_NSIGMA = 4.0
 # Glitches in the overscan (cosmic rays, bit flips) are flagged this far from the row
 # level before the read noise is computed about each row's mean. 6σ: a Gaussian pixel
 # is flagged with p = 2e-9, so no truncation correction is needed — a 4σ clip about the
@@ -41,29 +37,6 @@ class FrameNoise:
     level_adu: float
     noise_var_adu2: float  # corrected variance (see read_noise_from_overscan)
     n_pixels: int
-
-
-def overscan_frame_noise(overscan_residuals: np.ndarray, row_levels: np.ndarray) -> FrameNoise:
-    """Level and noise of one frame's serial overscan.
-
-    Parameters
-    ----------
-    overscan_residuals : (n_rows, n_cols) float, adu
-        Overscan pixels minus their row's level (``isr.overscan_residuals``), data rows only.
-    row_levels : (n_rows,) float, adu
-        The per-row overscan levels that were subtracted.
-
-    Returns
-    -------
-    FrameNoise with the mean level (adu) and the noise variance (adu²) corrected for
-    (i) the 1 dof per row removed by subtracting the row median
-    (``isr.residual_std_factor``) and (ii) quantisation (``QUANTISATION_VAR_ADU2``).
-    """
-    n_cols = overscan_residuals.shape[1]
-    _, std, n = clipped_stats_fast(overscan_residuals, READ_NOISE_CLIP_NSIGMA)
-    std /= residual_std_factor(n_cols)
-    var = std * std - QUANTISATION_VAR_ADU2
-    return FrameNoise(float(np.mean(row_levels)), max(var, 0.0), n)
 
 
 def overscan_frame_noise_rows(
@@ -127,8 +100,8 @@ def read_noise_adu_with_error(frames: list[FrameNoise]) -> tuple[float, float]:
 
     The variance of N Gaussian pixels is known to σ²·√(2/N), so σ to σ/√(2N); N is the
     overscan pixels of all frames less the one degree of freedom per row removed by the
-    row median (absorbed in ``residual_std_factor`` for the value; here N is reduced by
-    the rows, ≤ 2 % for ≥ 50 overscan columns). Clipping at 4σ changes this by < 1 %.
+    row mean (:func:`overscan_frame_noise_rows` counts them); the 6σ glitch flag
+    removes no Gaussian pixel to speak of.
     """
     good = [f for f in frames if math.isfinite(f.noise_var_adu2)]
     rn = read_noise_adu(good)
