@@ -6,7 +6,8 @@
   known-bad, silences, grouping into notifications) and :func:`deliver_notifications`.
 - :mod:`.notifiers` — Alertmanager API v2, JSON webhook, SMTP e-mail.
 - :mod:`.config` — ``notifiers:`` and ``alerts:`` configuration models.
-- :mod:`.cli` — ``calibmon alerts`` and :func:`~calibmon.alerts.cli.post_run_hook`.
+- ``calibmon alerts`` is :mod:`calibmon.cli.alerts`; alerts after a run are evaluated by
+  :func:`calibmon.service.postrun.evaluate_run_alerts`.
 """
 
 from calibmon.alerts.config import AlertsConfig, alerts_config

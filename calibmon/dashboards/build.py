@@ -935,7 +935,7 @@ def write_all(
     namespace: str = NAMESPACE,
 ) -> list[Path]:
     """Write every dashboard to ``out_dir`` (default: ``dashboards/`` in the current directory)."""
-    from calibmon.cli import _atomic_write
+    from calibmon.io.atomic import atomic_write as _atomic_write
     from calibmon.report.html import make_readable
 
     d = Path(out_dir) if out_dir else Path("dashboards")

@@ -977,7 +977,7 @@ def write_report(
         catalogue=cat,
     )
     path = Path(path)
-    from calibmon.cli import _atomic_write
+    from calibmon.io.atomic import atomic_write as _atomic_write
 
     _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "wb")
     make_readable(path)

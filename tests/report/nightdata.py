@@ -461,25 +461,11 @@ def populate(
     return truth
 
 
-SPEC = "calibmon.report.cli:register"
-
-
 @contextmanager
 def cli_with_report() -> Iterator[None]:
-    """``calibmon.cli`` with ``report`` and ``dashboards`` registered (the lead's
-    ``_REGISTRARS`` lists ``calibmon.report.cli:register``; added here only if missing)."""
-    from calibmon import cli
-
-    present = any(
-        r == SPEC or getattr(r, "__module__", "") == "calibmon.report.cli" for r in cli._REGISTRARS
-    )
-    if not present:
-        cli._REGISTRARS.append(SPEC)
-    try:
-        yield
-    finally:
-        if not present:
-            cli._REGISTRARS.remove(SPEC)
+    """``calibmon.cli`` with ``report`` and ``dashboards`` registered: the parser imports
+    every command group statically (calibmon.cli.main), so there is nothing to add."""
+    yield
 
 
 # -- checks of a rendered report ---------------------------------------------------------

@@ -97,7 +97,7 @@ def store_query(store: Path, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 class Daemon:
-    """``python -m calibmon.service.daemon serve ...`` with its stderr collected line by
+    """``python -m calibmon.cli serve ...`` with its stderr collected line by
     line (JSON logs) in a thread, so the pipe never fills."""
 
     def __init__(self, args: list[str], port: int, cwd: Path) -> None:
@@ -105,7 +105,7 @@ class Daemon:
         self.lines: list[str] = []
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALIBMON_")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "calibmon.service.daemon", "serve",
+            [sys.executable, "-m", "calibmon.cli", "serve",
              "--metrics-port", str(port), *args],
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

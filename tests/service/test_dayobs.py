@@ -77,7 +77,7 @@ def test_start_of_a_day_obs_belongs_to_it_and_the_instant_before_does_not(d: dat
 
 
 def test_dayobs_command_prints_the_day_obs(capsys: pytest.CaptureFixture[str]) -> None:
-    from calibmon.service.daemon import main
+    from calibmon.cli import main
 
     assert main(["dayobs", "--at", "2025-11-22T13:00:00Z"]) == 0
     assert main(["dayobs", "--previous", "--at", "2025-11-22T13:00:00Z"]) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from calibmon.service.daemon import main
+from calibmon.cli import main
 
 from .helpers import DETECTORS, NOW, copy_night, write_config, write_schedules
 

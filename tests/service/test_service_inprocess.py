@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from calibmon.config import load_settings
 from calibmon.io.fits import read_primary_header
-from calibmon.service.daemon import alert_engine_staleness
+from calibmon.service.postrun import evaluate_staleness as alert_engine_staleness
 from calibmon.service.prometheus import build_metrics
 from calibmon.service.run import run_directory
 from calibmon.service.scheduler import Service, jobstore_path, shifted_clock

@@ -13,7 +13,7 @@ import pytest
 
 from calibmon.store import alerts as db
 from calibmon.store import frames
-from calibmon.store.cli import maintain
+from calibmon.store.maintenance import maintain
 from calibmon.store.sqlite import Store
 
 from .helpers import days, night_records

@@ -1,12 +1,13 @@
-"""``calibmon report`` and ``calibmon dashboards build`` (registered into calibmon.cli)."""
+"""``calibmon report`` and ``calibmon dashboards build``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from calibmon.cli import EXIT_OK, _common, _day_obs, _open_store, _settings, _setup_logging, _sub
+from calibmon.cli.common import EXIT_OK, add_command, add_common, day_obs_arg, load, open_store
 from calibmon.errors import ConfigError
 
 
@@ -14,11 +15,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from calibmon.report.html import write_report
     from calibmon.store import frames
 
-    settings = _settings(args)
-    _setup_logging(args, settings)
+    settings = load(args)
     if args.nights < 1:
         raise ConfigError("--nights must be at least 1")
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         day_obs = args.day_obs
         if day_obs is None:
             days = frames.day_obs_list(store, args.instrument)
@@ -42,17 +42,16 @@ def cmd_dashboards_build(args: argparse.Namespace) -> int:
     from calibmon.catalogue import load_catalogue
     from calibmon.dashboards.build import write_all
 
-    settings = _settings(args)  # --config: catalogue_dir and logging; no store is opened
-    _setup_logging(args, settings)
+    settings = load(args)  # --config: catalogue_dir and logging; no store is opened
     cat = load_catalogue(args.catalogue or getattr(settings, "catalogue_dir", None))
     for p in write_all(args.output, cat, args.namespace):
         print(p)
     return EXIT_OK
 
 
-def register(subs) -> None:
+def register(subs: Any) -> None:
     """Add ``report`` and ``dashboards`` to the ``calibmon`` parser."""
-    p = _sub(
+    p = add_command(
         subs,
         "report",
         "write a self-contained HTML report of one day: focal-plane maps per metric, binned "
@@ -60,14 +59,14 @@ def register(subs) -> None:
         "calibmon report --day-obs 20251121 --nights 14 -o report-20251121.html",
         cmd_report,
     )
-    p.add_argument("--day-obs", type=_day_obs, help="day to report (default: the latest stored)")
+    p.add_argument("--day-obs", type=day_obs_arg, help="day to report (default: the latest stored)")
     p.add_argument("--nights", type=int, default=14, help="nights shown in the trends (14)")
     p.add_argument("--instrument", help="only this instrument (default: all that day)")
     p.add_argument("--metric", action="append", help="only this metric (repeatable)")
     p.add_argument("-o", "--output", required=True, help="HTML file to write")
-    _common(p)
+    add_common(p)
 
-    p = _sub(
+    p = add_command(
         subs,
         "dashboards",
         "Grafana dashboards generated from the metric catalogue (InfluxQL on the lsst.cp schema)",
@@ -75,7 +74,7 @@ def register(subs) -> None:
         lambda a: (p.print_help(), 2)[1],
     )
     dsubs = p.add_subparsers(dest="dashboards_command", metavar="COMMAND", parser_class=type(p))
-    b = _sub(
+    b = add_command(
         dsubs,
         "build",
         "write the dashboards' JSON files",
@@ -89,4 +88,4 @@ def register(subs) -> None:
         help="metric catalogue directory (default: catalogue_dir of the config, else the "
         "shipped metrics/)",
     )
-    _common(b)
+    add_common(b)

@@ -1,4 +1,4 @@
-"""The ``--butler`` variants of ``calibmon calibs`` (registered by calibmon.calibs.cli,
+"""The ``--butler`` variants of ``calibmon calibs`` (called by :mod:`calibmon.cli.calibs`,
 which checks for the extra first) and ``calibs used``. Printing and exit codes only; the
 work is in :mod:`.calibs` and :mod:`.used`."""
 
@@ -9,20 +9,13 @@ import json
 import sys
 from pathlib import Path
 
+from calibmon.cli.common import EXIT_OK, EXIT_REJECTED, load, open_store
 from calibmon.errors import ConfigError
 
 
-def _cli():
-    import calibmon.cli as cli
-
-    return cli
-
-
 def _open(args: argparse.Namespace):
-    cli = _cli()
-    settings = cli._settings(args)
-    cli._setup_logging(args, settings)
-    return settings, cli._open_store(settings)
+    settings = load(args)
+    return settings, open_store(settings)
 
 
 def _collection(args: argparse.Namespace) -> str:
@@ -67,7 +60,7 @@ def cmd_import_butler(args: argparse.Namespace) -> int:
         print(f"not imported: {line}", file=sys.stderr)
     print(f"{summary.n_new_products} new products, {summary.n_new_certifications} new "
           f"certifications from {args.butler} {collection}", file=sys.stderr)  # fmt: skip
-    return _cli().EXIT_OK if summary.ok else _cli().EXIT_REJECTED
+    return EXIT_OK if summary.ok else EXIT_REJECTED
 
 
 def cmd_list_butler(args: argparse.Namespace) -> int:
@@ -90,7 +83,7 @@ def cmd_list_butler(args: argparse.Namespace) -> int:
         filt = f" {r.physical_filter}" if r.physical_filter else ""
         print(f"{args.day_obs} {r.detector_name} {r.calib_type}{filt} {r.uuid or '-'} "
               f"{r.run or '-'}: {r.known}")  # fmt: skip
-    return _cli().EXIT_OK
+    return EXIT_OK
 
 
 def cmd_used(args: argparse.Namespace) -> int:
@@ -126,7 +119,7 @@ def cmd_used(args: argparse.Namespace) -> int:
                   f": {_known_text(c)}")  # fmt: skip
     for err in bad:
         print(str(err), file=sys.stderr)
-    return _cli().EXIT_OK if not bad else _cli().EXIT_REJECTED
+    return EXIT_OK if not bad else EXIT_REJECTED
 
 
 def _known_text(c: dict) -> str:

@@ -1,7 +1,7 @@
 """``calibmon alerts``: list, evaluate, silence, test notifiers (DESIGN.md §3).
 
-``register(subparsers)`` adds the command to the main parser (``calibmon.cli`` calls it);
-:func:`post_run_hook` evaluates alerts after each ``calibmon run``.
+``register(subparsers)`` adds the command to the main parser (:mod:`calibmon.cli.main`);
+alerts after each ``calibmon run`` are evaluated by :mod:`calibmon.service.postrun`.
 
     calibmon alerts [--format json] [--all]              firing and recent alerts
     calibmon alerts evaluate --day-obs D [--expect bias,dark,flat --instrument LSSTCam]
@@ -23,17 +23,12 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from calibmon.cli.common import add_command, add_common, day_obs_arg, load, open_store
 from calibmon.errors import ConfigError
 
 # Order of states in listings: what needs attention first.
 _STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2, "inactive": 3}
 _SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
-
-
-def _cli():
-    import calibmon.cli as cli
-
-    return cli
 
 
 # --------------------------------------------------------------------------------------
@@ -134,15 +129,13 @@ def format_table(alerts: list[dict[str, Any]]) -> str:
 def _load(args: argparse.Namespace):
     from calibmon.alerts.config import alerts_config
 
-    cli = _cli()
-    settings = cli._settings(args)
-    cli._setup_logging(args, settings)
+    settings = load(args)
     return settings, alerts_config(settings)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     settings, cfg = _load(args)
-    with _cli()._open_store(settings) as store:
+    with open_store(settings) as store:
         alerts = alert_rows(store, cfg, show_all=args.all, instrument=args.instrument)
     if args.format == "json":
         for a in alerts:
@@ -168,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if c.strip()
         ]
     catalogue = load_catalogue(settings.catalogue_dir)
-    with _cli()._open_store(settings) as store:
+    with open_store(settings) as store:
         rep = evaluate_and_deliver(
             store, catalogue, cfg, day_obs=[args.day_obs], instrument=args.instrument,
             expected=expected, deliver=not args.no_deliver,
@@ -192,7 +185,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
     settings, _ = _load(args)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     instrument = args.instrument or settings.instrument
-    with _cli()._open_store(settings) as store:
+    with open_store(settings) as store:
         sid = db.add_silence(
             store, until_day_obs=args.until, reason=args.reason, now_iso=now,
             instrument=instrument, detector_name=args.detector, amp=args.amp, rule=args.rule,
@@ -207,7 +200,7 @@ def cmd_silences(args: argparse.Namespace) -> int:
 
     settings, _ = _load(args)
     today = datetime.now(UTC).strftime("%Y%m%d")
-    with _cli()._open_store(settings) as store:
+    with open_store(settings) as store:
         rows = db.silences(store, active_on=None if args.all else today)
     for s in rows:
         what = " ".join(x or "*" for x in (s.instrument, s.detector_name, s.amp, s.rule))
@@ -221,7 +214,7 @@ def cmd_unsilence(args: argparse.Namespace) -> int:
     from calibmon.store import alerts as db
 
     settings, _ = _load(args)
-    with _cli()._open_store(settings) as store:
+    with open_store(settings) as store:
         ok = db.delete_silence(store, args.id)
     print(f"silence {args.id} {'removed' if ok else 'not found'}")
     return 0 if ok else 1
@@ -285,7 +278,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
     settings, cfg = _load(args)
     notifiers = build_notifiers(cfg.notifiers)
-    with _cli()._open_store(settings) as store:
+    with open_store(settings) as store:
         reports = deliver_notifications(store, notifiers, delivery=cfg.delivery)
     for n in notifiers:
         n.close()
@@ -297,33 +290,31 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Registration and the post-run hook
+# Registration
 # --------------------------------------------------------------------------------------
 def register(subparsers: Any) -> None:
     """Add ``calibmon alerts`` (and its actions) to the main parser's sub-commands."""
-    cli = _cli()
-    _common, _sub = cli._common, cli._sub
-    p = _sub(subparsers, "alerts", "list firing and recent alerts from the store (JSON: one "
+    p = add_command(subparsers, "alerts", "list firing and recent alerts from the store (JSON: one "
              "object a line); actions evaluate, silence, silences, unsilence, test-notify, "
              "deliver", "calibmon alerts --format json", cmd_list)  # fmt: skip
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--all", action="store_true", help="also inactive and older resolved alerts")
     p.add_argument("--instrument", help="only this instrument")
-    _common(p)
+    add_common(p)
     actions = p.add_subparsers(dest="alerts_action", metavar="ACTION")
 
-    a = _sub(actions, "evaluate", "evaluate alert rules for one day_obs, update alert state "
+    a = add_command(actions, "evaluate", "evaluate alert rules for one day_obs, update alert state "
              "and send notifications", "calibmon alerts evaluate --day-obs 20251121",
              cmd_evaluate)  # fmt: skip
-    a.add_argument("--day-obs", type=cli._day_obs, required=True)
+    a.add_argument("--day-obs", type=day_obs_arg, required=True)
     # SUPPRESS: `alerts --instrument X evaluate` keeps X (the parent's option, default None)
     a.add_argument("--instrument", default=argparse.SUPPRESS, help="only this instrument")
     a.add_argument("--expect", help="calib types expected this day (staleness), e.g. "
                    "bias,dark,flat; needs --instrument (default: alerts.expected)")  # fmt: skip
     a.add_argument("--no-deliver", action="store_true", help="queue notifications only")
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "silence", "silence alerts of a detector (or one amp/rule) until a date; "
+    a = add_command(actions, "silence", "silence alerts of a detector (or one amp/rule) until a date; "
              "they keep their state but do not notify",
              "calibmon alerts silence --detector R22_S11 --amp C10 --until 2025-12-01 "
              "--reason 'REB swap'", cmd_silence)  # fmt: skip
@@ -334,40 +325,24 @@ def register(subparsers: Any) -> None:
                    help="only this instrument (default: config instrument)")  # fmt: skip
     a.add_argument("--until", type=_day_arg, required=True, help="last day_obs silenced")
     a.add_argument("--reason", required=True)
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "silences", "list active silences (--all: also expired)",
+    a = add_command(actions, "silences", "list active silences (--all: also expired)",
              "calibmon alerts silences", cmd_silences)  # fmt: skip
     a.add_argument("--all", action="store_true")
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "unsilence", "remove a silence by id", "calibmon alerts unsilence 3",
+    a = add_command(actions, "unsilence", "remove a silence by id", "calibmon alerts unsilence 3",
              cmd_unsilence)  # fmt: skip
     a.add_argument("id", type=int)
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "test-notify", "send a test notification (severity info) to every "
+    a = add_command(actions, "test-notify", "send a test notification (severity info) to every "
              "configured notifier; exit 1 if one fails", "calibmon alerts test-notify",
              cmd_test_notify)  # fmt: skip
     a.add_argument("--notifier", help="only this notifier")
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "deliver", "deliver queued notifications now (retries included)",
+    a = add_command(actions, "deliver", "deliver queued notifications now (retries included)",
              "calibmon alerts deliver", cmd_deliver)  # fmt: skip
-    _common(a)
-
-
-def post_run_hook(settings: Any, store: Any, summary: Any) -> None:
-    """After ``calibmon run``: evaluate alerts for every day_obs of ``summary`` and deliver
-    notifications; sets ``summary.alert_report``. Staleness is left to the scheduler (a run
-    may hold only part of a day). Notifier failures are retried later, never raised."""
-    from calibmon.alerts.config import alerts_config
-    from calibmon.alerts.engine import evaluate_and_deliver
-    from calibmon.catalogue import load_catalogue
-
-    cfg = alerts_config(settings)
-    days = list(getattr(summary, "day_obs", []) or [])
-    if not cfg.enabled or not days:
-        return
-    catalogue = load_catalogue(getattr(settings, "catalogue_dir", None))
-    summary.alert_report = evaluate_and_deliver(store, catalogue, cfg, day_obs=days, expected=[])
+    add_common(a)

@@ -1,8 +1,9 @@
 """``calibmon serve`` (the scheduler daemon with its Prometheus endpoint) and
 ``calibmon dayobs`` (print a day_obs, for cron lines and timers).
 
-``register(subparsers)`` adds both commands to the CLI (``calibmon.cli._REGISTRARS``).
-CLI helpers are imported inside the functions: ``calibmon.cli`` imports this module.
+``register(subparsers)`` adds both commands to the CLI (:mod:`calibmon.cli.main`). After
+each day the daemon runs :func:`calibmon.service.postrun.after_run` (sinks, then alerts);
+staleness jobs go to :func:`calibmon.service.postrun.evaluate_staleness`.
 
 Stopping: the first SIGTERM or SIGINT lets the running detector-day finish (or stops
 between detector-days), shuts the scheduler and the endpoint down and exits 0 with the
@@ -15,7 +16,6 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from calibmon.cli.common import add_command, add_common, load, open_store
 from calibmon.errors import ConfigError
 
 log = logging.getLogger("calibmon.serve")
@@ -55,7 +56,7 @@ def _positive_float(text: str) -> float:
 def cmd_serve(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
-    from calibmon.cli import _after_run, _open_store, _settings, _setup_logging
+    from calibmon.service.postrun import after_run, evaluate_staleness
     from calibmon.service.prometheus import MetricsServer, build_metrics
     from calibmon.service.scheduler import (
         Service,
@@ -66,8 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     from calibmon.service.schedules import check_against_settings, load_schedules
 
-    settings = _settings(args, log_format=args.log_format)
-    _setup_logging(args, settings)
+    settings = load(args, log_format=args.log_format)
     if args.metrics_port is None:
         args.metrics_port = settings.metrics_port
     if args.metrics_host is None:
@@ -89,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               "or pass --input DIR")  # fmt: skip
     clock = shifted_clock(args.test_now) if args.test_now else system_clock
 
-    with _open_store(settings) as store, _single_instance(store.path):
+    with open_store(settings) as store, _single_instance(store.path):
         registry = CollectorRegistry()
         metrics = build_metrics(
             registry, store=store, sink_names=sink_names, jobs=[j.name for j in jobs],
@@ -97,8 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )  # fmt: skip
         service = Service(
             settings, store, jobs, metrics=metrics, input_override=args.input,
-            after_run=_after_run, clock=clock, tick_seconds=args.test_tick_seconds,
-            staleness_hook=alert_engine_staleness,
+            after_run=after_run, clock=clock, tick_seconds=args.test_tick_seconds,
+            staleness_hook=evaluate_staleness,
             jobstore_url=f"sqlite:///{settings.jobstore}" if settings.jobstore else None,
         )  # fmt: skip
         if args.once:
@@ -188,33 +188,6 @@ def _single_instance(store_path: Any) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def alert_engine_staleness(spec: Any, settings: Any, store: Any, day_obs: str) -> None:
-    """Staleness job → calibmon's alert engine: evaluate ``day_obs`` with the job's
-    expected calibrations (``stale_<calib_type>`` alerts, notified like any other).
-    Expectations over several days (``within_days`` > 1) stay with the job's own check."""
-    from calibmon.alerts.config import alerts_config
-    from calibmon.alerts.engine import evaluate_and_deliver
-    from calibmon.alerts.rules import Expectation
-    from calibmon.catalogue import load_catalogue
-    from calibmon.service.schedules import ALERT_CALIB_TYPE
-
-    instrument = spec.instrument or settings.instrument
-    if instrument is None or not alerts_config(settings).enabled:
-        return
-    types = sorted({ALERT_CALIB_TYPE[e.kind] for e in spec.expected if e.within_days == 1})
-    if not types:
-        return
-    expected = [
-        Expectation(instrument=instrument, calib_type=t, detectors=spec.detector_list)
-        for t in types
-    ]
-    report = evaluate_and_deliver(
-        store, load_catalogue(settings.catalogue_dir), settings, day_obs=[day_obs],
-        instrument=instrument, expected=expected,
-    )  # fmt: skip
-    log.info("job %s: alerts for %s: %s", spec.name, day_obs, report)
-
-
 def _run_once(service: Any, jobs: list[Any]) -> int:
     """``serve --once``: one firing of every job (catch-up), then exit 0/1."""
     from calibmon.store.ledger import SUCCESS_OUTCOMES
@@ -248,9 +221,7 @@ def cmd_dayobs(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 def register(subs: Any) -> None:
     """Add ``serve`` and ``dayobs`` to the CLI's sub-parsers."""
-    from calibmon.cli import _common, _sub
-
-    p = _sub(
+    p = add_command(
         subs, "serve",
         "run the scheduler daemon (schedules/*.yaml) and the Prometheus endpoint "
         "(/metrics, /healthz) until stopped; SIGTERM/SIGINT stop it cleanly (exit 0)",
@@ -277,9 +248,9 @@ def register(subs: Any) -> None:
     p.add_argument("--test-now", type=_instant, metavar="ISO",
                    help="TESTING ONLY: pretend the clock starts at this UTC time (chooses "
                    "day_obs)")  # fmt: skip
-    _common(p)
+    add_common(p)
 
-    p = _sub(
+    p = add_command(
         subs, "dayobs",
         "print Rubin's day_obs (the date in UTC-12; it rolls over at 12:00 UTC) for now or "
         "--at a time, e.g. for cron: calibmon run --day-obs $(calibmon dayobs --previous)",
@@ -290,14 +261,3 @@ def register(subs: Any) -> None:
     g.add_argument("--previous", action="store_true", help="the day_obs before")
     g.add_argument("--next", action="store_true", help="the day_obs after")
     p.add_argument("--offset", type=int, default=0, help="shift by N day_obs (negative: earlier)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m calibmon.service.daemon serve ...``: the same as ``calibmon serve ...``."""
-    from calibmon import cli
-
-    return cli.main(argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

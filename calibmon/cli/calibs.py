@@ -1,7 +1,7 @@
 """``calibmon calibs``: build, certify, list, check and import master calibrations.
 
-``register(subparsers)`` adds the command group to the main parser (``calibmon.cli``
-calls every registrar in ``_REGISTRARS``)::
+``register(subparsers)`` adds the command group to the main parser
+(:mod:`calibmon.cli.main`)::
 
     calibmon calibs build --calib-type bias --input DIR --day-obs 20251101 [--detectors ...]
     calibmon calibs certify ID --begin 2025-11-01 [--end 2025-12-01]
@@ -12,7 +12,7 @@ calls every registrar in ``_REGISTRARS``)::
     calibmon calibs list --butler REPO --collections LSSTCam/calib --day-obs 20251122
     calibmon calibs used FILE... [--format json] [--butler REPO]
 
-Exit codes as everywhere (``calibmon.cli``): 0 done, 1 an input was wrong (unknown id,
+Exit codes as everywhere (:mod:`calibmon.cli.common`): 0 done, 1 an input was wrong (unknown id,
 unusable product file, frames rejected or a detector not built), 2 usage.
 """
 
@@ -27,15 +27,21 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from calibmon.cli import butler as butler_cli
+from calibmon.cli.common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    add_command,
+    add_common,
+    day_obs_arg,
+    detectors_arg,
+    load,
+    open_store,
+)
 from calibmon.errors import CalibError, ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def _cli():
-    import calibmon.cli as cli
-
-    return cli
 
 
 def _date(text: str) -> str:
@@ -48,10 +54,8 @@ def _date(text: str) -> str:
 
 
 def _open(args: argparse.Namespace):
-    cli = _cli()
-    settings = cli._settings(args)
-    cli._setup_logging(args, settings)
-    return settings, cli._open_store(settings)
+    settings = load(args)
+    return settings, open_store(settings)
 
 
 # --------------------------------------------------------------------------------------
@@ -60,7 +64,6 @@ def _open(args: argparse.Namespace):
 def cmd_build(args: argparse.Namespace) -> int:
     from calibmon.calibs.build import build_calibs
 
-    cli = _cli()
     if not Path(args.input).exists():
         raise ConfigError(f"--input {args.input} does not exist")
     settings, store = _open(args)
@@ -75,7 +78,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(str(err), file=sys.stderr)
     for line in summary.problems:
         print(f"not built: {line}", file=sys.stderr)
-    return cli.EXIT_OK if summary.ok else cli.EXIT_REJECTED
+    return EXIT_OK if summary.ok else EXIT_REJECTED
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
@@ -100,7 +103,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
             f"  overlaps {registry.format_range(c.begin_date, c.end_date)} {c.product.id}: "
             "this certification wins where they overlap"
         )
-    return _cli().EXIT_OK
+    return EXIT_OK
 
 
 def _overlap(b1: str, e1: str | None, b2: str, e2: str | None) -> bool:
@@ -129,7 +132,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             "no certified calibrations" + (f" of type {args.calib_type}" if args.calib_type else "")
         )
-    return _cli().EXIT_OK
+    return EXIT_OK
 
 
 def cmd_validity(args: argparse.Namespace) -> int:
@@ -148,7 +151,7 @@ def cmd_validity(args: argparse.Namespace) -> int:
                               max_new_defects=NEW_DEFECT_PIXELS_ALLOWED)  # fmt: skip
     for line in v.lines():
         print(line)
-    return _cli().EXIT_OK
+    return EXIT_OK
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -197,26 +200,23 @@ def cmd_import(args: argparse.Namespace) -> int:
             path=str(dest.resolve()), source_run="import", created_at=utc_now_iso(), meta=meta,
         ))  # fmt: skip
     print(pid)
-    return _cli().EXIT_OK
+    return EXIT_OK
 
 
 def _butler_cmd(args: argparse.Namespace, name: str) -> int:
-    """The ``--butler`` variants live in calibmon.butler.cli (needs calibmon[butler])."""
+    """The ``--butler`` variants live in :mod:`calibmon.cli.butler` (need calibmon[butler]:
+    without it, one line naming the extra, exit 2)."""
     from calibmon.butler import require_butler
 
     require_butler()
-    import calibmon.butler.cli as bcli
-
-    return int(getattr(bcli, name)(args))
+    return int(getattr(butler_cli, name)(args))
 
 
 def cmd_used(args: argparse.Namespace) -> int:
     """Reading the cards needs no Butler; ``--butler`` does (calibmon[butler])."""
     if getattr(args, "butler", None):
         return _butler_cmd(args, "cmd_used")
-    import calibmon.butler.cli as bcli
-
-    return int(bcli.cmd_used(args))
+    return int(butler_cli.cmd_used(args))
 
 
 def _set_calib_id(path: Path, pid: str) -> None:
@@ -231,28 +231,26 @@ def _set_calib_id(path: Path, pid: str) -> None:
 # --------------------------------------------------------------------------------------
 def register(subparsers: Any) -> None:
     """Add ``calibmon calibs`` and its actions to the main parser's sub-commands."""
-    cli = _cli()
-    _common, _sub = cli._common, cli._sub
-    p = _sub(subparsers, "calibs", "master calibrations: build them from a day's exposures, "
+    p = add_command(subparsers, "calibs", "master calibrations: build them from a day's exposures, "
              "certify them for a validity range, list, import, and see how long they verified",
              "calibmon calibs list --calib-type bias", _no_action)  # fmt: skip
     p.set_defaults(_calibs_parser=p)
     actions = p.add_subparsers(dest="calibs_action", metavar="ACTION", parser_class=type(p))
 
-    a = _sub(actions, "build", "build master calibration products (per-amp FITS) from one "
+    a = add_command(actions, "build", "build master calibration products (per-amp FITS) from one "
              "day's exposures and register them; prints the id of each product, one a line",
              "calibmon calibs build --calib-type bias --input /data/raw --day-obs 20251101 "
              "--store cm.sqlite", cmd_build)  # fmt: skip
     a.add_argument("--calib-type", required=True, choices=["bias", "dark", "flat", "defects"])
     a.add_argument("--input", required=True, help="directory searched for raw *.fits / *.fits.fz")
-    a.add_argument("--day-obs", type=cli._day_obs, required=True, help="day_obs of the inputs")
-    a.add_argument("--detectors", type=cli._detectors, help="only these detectors (R22_S11,...)")
+    a.add_argument("--day-obs", type=day_obs_arg, required=True, help="day_obs of the inputs")
+    a.add_argument("--detectors", type=detectors_arg, help="only these detectors (R22_S11,...)")
     a.add_argument(
         "--output-dir", help="where product files go (default: calibs/ beside the store)"
     )
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "certify", "certify a product for the validity range [BEGIN, END) of "
+    a = add_command(actions, "certify", "certify a product for the validity range [BEGIN, END) of "
              "day_obs dates (end exclusive, open-ended without --end); where ranges overlap "
              "the most recent certification wins",
              "calibmon calibs certify 3f2a9c1e-... --begin 2025-11-01 --end 2025-12-01",
@@ -260,25 +258,25 @@ def register(subparsers: Any) -> None:
     a.add_argument("id", help="product id (or a unique prefix of at least 6 characters)")
     a.add_argument("--begin", type=_date, required=True, help="first valid day, YYYY-MM-DD")
     a.add_argument("--end", type=_date, help="first day no longer valid, YYYY-MM-DD")
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "list", "list certifications as '[begin, end) id source-run type "
+    a = add_command(actions, "list", "list certifications as '[begin, end) id source-run type "
              "instrument detector [filter]'; with --butler and --day-obs, which dataset the "
              "collection hands out per detector that day and whether calibmon has it",
              "calibmon calibs list --calib-type flat\n  calibmon calibs list --butler "
              "/repo/embargo --collections LSSTCam/calib --day-obs 20251122", cmd_list)  # fmt: skip
     a.add_argument("--calib-type", choices=["bias", "dark", "flat", "defects"])
     a.add_argument("--all", action="store_true", help="also products never certified")
-    _butler_args(a, cli, day_obs=True)
-    _common(a)
+    _butler_args(a, day_obs=True)
+    add_common(a)
 
-    a = _sub(actions, "validity", "per detector (and failing amp), the day_obs range over "
+    a = add_command(actions, "validity", "per detector (and failing amp), the day_obs range over "
              "which verification against a product passed and the first day it failed",
              "calibmon calibs validity 3f2a9c1e", cmd_validity)  # fmt: skip
     a.add_argument("id", help="product id (or a unique prefix of at least 6 characters)")
-    _common(a)
+    add_common(a)
 
-    a = _sub(actions, "import", "register an externally built product of calibmon's per-amp "
+    a = add_command(actions, "import", "register an externally built product of calibmon's per-amp "
              "layout after checking it (every amp HDU present, trimmed shape of its geometry); "
              "prints its id; with --butler, the certified calibrations of a CALIBRATION "
              "collection under their UUIDs, one '<uuid> <type> <detector> [begin, end)' a line",
@@ -287,10 +285,10 @@ def register(subparsers: Any) -> None:
              cmd_import)  # fmt: skip
     a.add_argument("file", nargs="?", help="product FITS file (or --butler)")
     a.add_argument("--output-dir", help="where the copy goes (default: calibs/ beside the store)")
-    _butler_args(a, cli)
-    _common(a)
+    _butler_args(a)
+    add_common(a)
 
-    a = _sub(actions, "used", "which calibrations were applied to processed exposures (their "
+    a = add_command(actions, "used", "which calibrations were applied to processed exposures (their "
              "LSST CALIB RUN/UUID/DATE <TYPE> cards) and what calibmon knows of each UUID: "
              "product, certification, that day's verification",
              "calibmon calibs used postISRCCD_*.fits --format json --butler /repo/embargo",
@@ -299,17 +297,17 @@ def register(subparsers: Any) -> None:
     a.add_argument("--format", choices=["text", "json"], default="text",
                    help="json: one object a line")  # fmt: skip
     a.add_argument("--butler", metavar="REPO", help="also the datasets' type/run/data id here")
-    _common(a)
+    add_common(a)
 
 
-def _butler_args(a: argparse.ArgumentParser, cli: Any, day_obs: bool = False) -> None:
-    """``--butler`` options of ``calibs import`` / ``calibs list`` (calibmon.butler.cli)."""
+def _butler_args(a: argparse.ArgumentParser, day_obs: bool = False) -> None:
+    """``--butler`` options of ``calibs import`` / ``calibs list`` (calibmon.cli.butler)."""
     a.add_argument("--butler", metavar="REPO", help="a Butler repository (needs calibmon[butler])")
     a.add_argument("--collections", help="with --butler: the CALIBRATION (or chained) collection")
     a.add_argument("--instrument", help="with --butler: instrument (default LSSTCam)")
-    a.add_argument("--detectors", type=cli._detectors, help="with --butler: only these detectors")
+    a.add_argument("--detectors", type=detectors_arg, help="with --butler: only these detectors")
     if day_obs:
-        a.add_argument("--day-obs", type=cli._day_obs,
+        a.add_argument("--day-obs", type=day_obs_arg,
                        help="with --butler: what the collection hands out on this day_obs")  # fmt: skip
     else:
         a.add_argument("--calib-type", help="with --butler: comma-separated subset of "
@@ -320,4 +318,4 @@ def _butler_args(a: argparse.ArgumentParser, cli: Any, day_obs: bool = False) ->
 
 def _no_action(args: argparse.Namespace) -> int:
     args._calibs_parser.print_help()
-    return _cli().EXIT_USAGE
+    return EXIT_USAGE
