@@ -24,7 +24,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -33,7 +32,9 @@ from pydantic_settings import (
 )
 
 from calibmon import __version__
+from calibmon.alerts.config import AlertsConfig, NotifierConfig
 from calibmon.errors import ConfigError
+from calibmon.models import KnownBad
 from calibmon.sinks.config import SinkConfig, check_unique_names
 
 _CONFIG_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
@@ -43,17 +44,6 @@ _CONFIG_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 # Nominal gains (e-/adu) used for read noise in electrons until a measured gain exists;
 # LSSTCam sensor acceptance: ITL ≈ 1.6–1.8, e2v ≈ 1.4–1.6 e-/adu.
 NOMINAL_GAIN_E_PER_ADU: dict[str, float] = {"ITL": 1.7, "E2V": 1.5}
-
-
-class KnownBad(BaseModel):
-    """An amp (or whole detector when ``amp`` is omitted) that never pages."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    instrument: str = "LSSTCam"
-    detector_name: str
-    amp: str | None = None
-    reason: str = ""
 
 
 class MinFrames(BaseModel):
@@ -111,9 +101,9 @@ class Settings(BaseSettings):
     dask_address: str | None = None
     catalogue_dir: Path | None = None
     sinks: list[SinkConfig] = Field(default_factory=list)
-    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
     known_bad: list[KnownBad] = Field(default_factory=list)
-    alerts: dict[str, Any] = Field(default_factory=dict)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     schedules_dir: Path | None = None
     dashboard_url: str = "http://localhost:3000/d/calibmon-amp"
     log_format: Literal["text", "json"] = "text"
@@ -128,14 +118,23 @@ class Settings(BaseSettings):
         check_unique_names(v)
         return v
 
-    @model_validator(mode="after")
-    def _check_alerts(self) -> Settings:
-        """Validate ``alerts:``/``notifiers:`` now (one line naming the key), not at 3 a.m."""
-        if self.notifiers or self.alerts:
-            from calibmon.alerts.config import alerts_config
+    @field_validator("notifiers")
+    @classmethod
+    def _unique_notifiers(cls, v: list[Any]) -> list[Any]:
+        names = [n.name for n in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"notifier name(s) used twice: {', '.join(dup)}")
+        return v
 
-            alerts_config(self)
-        return self
+    @field_validator("alerts")
+    @classmethod
+    def _alerts_own_keys(cls, v: AlertsConfig) -> AlertsConfig:
+        """``notifiers``, ``known_bad`` and ``dashboard_url`` are top-level keys."""
+        misplaced = sorted(v.model_fields_set & {"notifiers", "known_bad", "dashboard_url"})
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)} belong at the top level, not under alerts")
+        return v
 
     @field_validator("instruments_extra")
     @classmethod
@@ -180,11 +179,7 @@ class Settings(BaseSettings):
         from calibmon.sinks.config import secret_values as sink_secret_values
 
         out = secret_values_of(self) + sink_secret_values(self.sinks)
-        if self.notifiers:
-            from calibmon.alerts.config import alerts_config
-
-            out += alerts_config(self).secret_values()
-        return out
+        return out + [s for n in self.notifiers for s in n.secret_values()]
 
     def science_hash(self) -> str:
         """Hash of the settings that change numbers (not sinks, store or secrets)."""

@@ -41,8 +41,11 @@ The ``alerts:`` mapping of ``calibmon.yaml`` is :class:`AlertsConfig` (all keys 
       expected:                  # staleness (the scheduler may pass its own)
         - {instrument: LSSTCam, calib_type: bias}
 
-:func:`alerts_config` joins that with ``notifiers``, ``known_bad`` and ``dashboard_url``
-of :class:`~calibmon.config.Settings`.
+:class:`~calibmon.config.Settings` holds it typed (``Settings.alerts``, and
+``Settings.notifiers`` a list of :data:`NotifierConfig`); :func:`alerts_config` joins it
+with the top-level ``notifiers``, ``known_bad`` and ``dashboard_url``. This module imports
+nothing of :mod:`calibmon.config` (:class:`~calibmon.models.KnownBad` lives in
+:mod:`calibmon.models`, below both).
 
 ``nsigma`` (k) is how many of its own σ a value must be beyond a fixed limit (σ = the
 record's ``error``) or away from its baseline (σ of the deviation: intrinsic scatter,
@@ -76,8 +79,8 @@ from pydantic import (
 )
 
 from calibmon.alerts.rules import DEFAULT_NSIGMA, Expectation
-from calibmon.config import KnownBad
 from calibmon.errors import ConfigError
+from calibmon.models import KnownBad
 from calibmon.secrets import LoginFromEnv, TokenFromEnv, held_secrets, read_secret
 
 Severity = Literal["info", "warning", "critical"]
@@ -286,23 +289,38 @@ class AlertsConfig(BaseModel):
 
 
 def alerts_config(settings: Any) -> AlertsConfig:
-    """The :class:`AlertsConfig` of a :class:`~calibmon.config.Settings` (or a mapping, or
-    an AlertsConfig, returned as is). Raises :class:`ConfigError` naming the key."""
+    """The :class:`AlertsConfig` the engine runs with.
+
+    ``settings`` is a :class:`~calibmon.config.Settings` (its typed ``alerts``, joined with
+    the top-level ``notifiers``, ``known_bad`` and ``dashboard_url``), an
+    :class:`AlertsConfig` (returned as is) or a mapping of ``alerts:`` keys (validated).
+    Raises :class:`ConfigError` naming the key."""
     if isinstance(settings, AlertsConfig):
         return settings
     if isinstance(settings, dict):
-        data: dict[str, Any] = dict(settings)
-        source = "alerts"
-    else:
-        data = dict(getattr(settings, "alerts", {}) or {})
-        data["notifiers"] = list(getattr(settings, "notifiers", []) or [])
-        data["known_bad"] = [
-            kb.model_dump() if hasattr(kb, "model_dump") else kb
-            for kb in getattr(settings, "known_bad", []) or []
-        ]
-        if getattr(settings, "dashboard_url", None):
-            data["dashboard_url"] = settings.dashboard_url
-        source = "config"
+        return _validate(dict(settings), "alerts")
+    alerts = getattr(settings, "alerts", None)
+    joined: dict[str, Any] = {
+        "notifiers": list(getattr(settings, "notifiers", []) or []),
+        "known_bad": list(getattr(settings, "known_bad", []) or []),
+    }
+    if getattr(settings, "dashboard_url", None):
+        joined["dashboard_url"] = settings.dashboard_url
+    if isinstance(alerts, AlertsConfig):
+        if not all(isinstance(n, _NotifierBase) for n in joined["notifiers"]) or not all(
+            isinstance(k, KnownBad) for k in joined["known_bad"]
+        ):
+            return _validate({**alerts.model_dump(exclude_unset=True, by_alias=True),
+                              **joined}, "config")  # fmt: skip
+        return alerts.model_copy(update=joined)
+    return _validate({**dict(alerts or {}), **joined}, "config")
+
+
+def _validate(data: dict[str, Any], source: str) -> AlertsConfig:
+    """``AlertsConfig.model_validate`` with one :class:`ConfigError` line naming the key."""
+    data["known_bad"] = [
+        kb.model_dump() if isinstance(kb, BaseModel) else kb for kb in data.get("known_bad", [])
+    ]
     try:
         return AlertsConfig.model_validate(data)
     except ValidationError as exc:
@@ -319,6 +337,7 @@ __all__ = [
     "AlertsConfig",
     "DeliveryConfig",
     "EmailConfig",
+    "KnownBad",
     "NotifierConfig",
     "RuleOverride",
     "WebhookConfig",
