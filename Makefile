@@ -1,6 +1,7 @@
 # calibmon: the two commands a newcomer needs (see README.md)
 #   make demo   install into .venv and run `calibmon demo` (no server needed)
-#   make test   install system packages + .venv and run the whole test suite
+#   make test   install system packages + .venv, run `make lint`, then the whole test suite
+#   make lint   ruff check, ruff format --check, lint-imports (layer contracts, pyproject.toml)
 #   make fuzz N=100000   a long hostile-input run (tests/fuzz)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -38,11 +39,15 @@ system-deps:
 	@# The Debian packages start their services; the tests run their own on free ports.
 	-@$(SUDO) systemctl disable --now influxdb prometheus prometheus-alertmanager victoria-metrics >/dev/null 2>&1 || true
 
-test: system-deps install
+# Lint first: a style error or a broken layer contract (docs/architecture.md) fails CI
+# before the servers start.
+test: system-deps install lint
 	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Long hostile-input run: N mutated raws through the reader (tests/fuzz; CI runs 2,400).
 # SEED picks another corpus; a failure names the mutant so `FUZZ_SEED=... FUZZ_N=...` rebuilds it.

@@ -13,8 +13,8 @@ import pytest
 from alert_helpers import AMPS_16, nights, record
 
 import calibmon.cli as cli
-from calibmon.service.postrun import evaluate_run_alerts as post_run_hook
 from calibmon.config import load_settings
+from calibmon.service.postrun import evaluate_run_alerts as post_run_hook
 from calibmon.store import alerts as db
 from calibmon.store.sqlite import Store
 

@@ -215,8 +215,8 @@ def test_webhook_posts_json_signed_with_hmac(store, receiver, monkeypatch) -> No
 
 
 def test_webhook_4xx_is_rejected_5xx_retried(receiver) -> None:
-    from calibmon.cli.alerts import test_notification
     from calibmon.alerts.notifiers.base import NotifierRejected
+    from calibmon.cli.alerts import test_notification
 
     cfg = alerts_config({"notifiers": [{"name": "w", "type": "webhook", "url": receiver.url}]})
     w = build_notifier(cfg.notifiers[0])
