@@ -7,7 +7,7 @@
     calibmon calibs certify ID --begin 2025-11-01 [--end 2025-12-01]
     calibmon calibs list [--calib-type bias] [--all]
     calibmon calibs validity ID
-    calibmon calibs import FILE
+    calibmon calibs import FILE...
     calibmon calibs import --butler REPO --collections LSSTCam/calib [--calib-type bias,flat]
     calibmon calibs list --butler REPO --collections LSSTCam/calib --day-obs 20251122
     calibmon calibs used FILE... [--format json] [--butler REPO]
@@ -39,7 +39,7 @@ from calibmon.cli.common import (
     load,
     open_store,
 )
-from calibmon.errors import CalibError, ConfigError
+from calibmon.errors import CalibError, ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -155,52 +155,84 @@ def cmd_validity(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """``calibs import FILE...``: each product file is checked and registered on its own; a
+    bad one is one line naming it and the reason, and the rest of the batch goes on
+    (exit 1 if any was refused)."""
+    if getattr(args, "butler", None):
+        return _butler_cmd(args, "cmd_import_butler")
+    if not args.file:
+        raise ConfigError("calibs import needs FILE or --butler REPO --collections COLL")
+    _, store = _open(args)
+    refused = 0
+    with store:
+        for name in args.file:
+            try:
+                pid = _import_product(store, Path(name), args.output_dir)
+            except CalibError as exc:
+                if getattr(args, "debug", False):
+                    raise
+                print(f"calibmon: {exc}", file=sys.stderr)
+                refused += 1
+                continue
+            print(pid)
+    return EXIT_REJECTED if refused else EXIT_OK
+
+
+def check_product_file(src: Path) -> None:
+    """Refuse a product file before any FITS library trusts it: it must exist, and its HDU
+    structure (:func:`calibmon.io.validate.check_file_structure`: header sizes, compressed
+    axes, every HDU inside the file) must hold — CFITSIO dies with SIGFPE on a zero
+    ``ZNAXISn`` and reads past the end of a truncated file. Raises :class:`CalibError`
+    ``"<file>: <reason>"``."""
+    from calibmon.io.validate import check_file_structure
+
+    if not src.is_file():
+        raise CalibError(f"{src}: no such file")
+    try:
+        check_file_structure(str(src), src.stat().st_size)
+    except InputError as exc:
+        raise CalibError(f"{src}: {exc.reason}") from None
+    except OSError as exc:
+        raise CalibError(f"{src}: cannot read: {exc.strerror or exc}") from None
+
+
+def _import_product(store: Any, src: Path, output_dir: str | None) -> str:
+    """Check one product file, copy it beside the store and register it; its id."""
     from calibmon.calibs import registry
     from calibmon.calibs.build import default_calib_dir
     from calibmon.calibs.products import read_header, validate_product
     from calibmon.store import calibs as db
     from calibmon.store.sqlite import utc_now_iso
 
-    if getattr(args, "butler", None):
-        return _butler_cmd(args, "cmd_import_butler")
-    if not args.file:
-        raise ConfigError("calibs import needs FILE or --butler REPO --collections COLL")
-    src = Path(args.file)
-    if not src.is_file():
-        raise CalibError(f"{src}: no such file")
-    _, store = _open(args)
-    with store:
-        first = read_header(src)
-        header, shape = validate_product(
-            src, registry.known_shapes(store, first.instrument, first.detector_name)
-        )
-        pid = header.calib_id or str(uuid.uuid4())
-        if db.get_product(store, pid) is not None:
-            raise CalibError(f"{src}: CALIB_ID {pid} is already registered")
-        out_dir = (
-            Path(args.output_dir) if args.output_dir else default_calib_dir(store)
-        ) / "imported"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        dest = out_dir / f"{pid[:8]}_{src.name}"
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(src, tmp)
-        if not header.calib_id:
-            _set_calib_id(tmp, pid)
-        os.replace(tmp, dest)
-        meta: dict[str, Any] = {
-            "vendor": header.vendor, "n_exposures": len(header.exposures),
-            "exposures": header.exposures, "software_version": header.software_version,
-            "config_hash": header.config_hash, "amp_shape": list(shape),
-            "imported_from": str(src.resolve()),
-        }  # fmt: skip
-        db.insert_product(store, db.ProductRow(
-            id=pid, calib_type=header.calib_type, instrument=header.instrument,
-            detector=header.detector, detector_name=header.detector_name,
-            physical_filter=header.physical_filter, day_obs=header.day_obs,
-            path=str(dest.resolve()), source_run="import", created_at=utc_now_iso(), meta=meta,
-        ))  # fmt: skip
-    print(pid)
-    return EXIT_OK
+    check_product_file(src)
+    first = read_header(src)
+    header, shape = validate_product(
+        src, registry.known_shapes(store, first.instrument, first.detector_name)
+    )
+    pid = header.calib_id or str(uuid.uuid4())
+    if db.get_product(store, pid) is not None:
+        raise CalibError(f"{src}: CALIB_ID {pid} is already registered")
+    out_dir = (Path(output_dir) if output_dir else default_calib_dir(store)) / "imported"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / f"{pid[:8]}_{src.name}"
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    if not header.calib_id:
+        _set_calib_id(tmp, pid)
+    os.replace(tmp, dest)
+    meta: dict[str, Any] = {
+        "vendor": header.vendor, "n_exposures": len(header.exposures),
+        "exposures": header.exposures, "software_version": header.software_version,
+        "config_hash": header.config_hash, "amp_shape": list(shape),
+        "imported_from": str(src.resolve()),
+    }  # fmt: skip
+    db.insert_product(store, db.ProductRow(
+        id=pid, calib_type=header.calib_type, instrument=header.instrument,
+        detector=header.detector, detector_name=header.detector_name,
+        physical_filter=header.physical_filter, day_obs=header.day_obs,
+        path=str(dest.resolve()), source_run="import", created_at=utc_now_iso(), meta=meta,
+    ))  # fmt: skip
+    return pid
 
 
 def _butler_cmd(args: argparse.Namespace, name: str) -> int:
@@ -283,7 +315,8 @@ def register(subparsers: Any) -> None:
              "calibmon calibs import bias_R22_S11.fits\n  calibmon calibs import --butler "
              "/repo/embargo --collections LSSTCam/calib --calib-type bias,dark,flat,defects",
              cmd_import)  # fmt: skip
-    a.add_argument("file", nargs="?", help="product FITS file (or --butler)")
+    a.add_argument("file", nargs="*", help="product FITS file(s), each checked on its own: a "
+                   "bad one is reported and the rest imported (or --butler)")  # fmt: skip
     a.add_argument("--output-dir", help="where the copy goes (default: calibs/ beside the store)")
     _butler_args(a)
     add_common(a)
