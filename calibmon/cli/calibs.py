@@ -38,6 +38,7 @@ from calibmon.cli.common import (
     detectors_arg,
     load,
     open_store,
+    require_cluster_extra,
 )
 from calibmon.errors import CalibError, ConfigError, InputError
 
@@ -67,6 +68,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not Path(args.input).exists():
         raise ConfigError(f"--input {args.input} does not exist")
     settings, store = _open(args)
+    require_cluster_extra(settings)
     with store:
         summary = build_calibs(
             args.input, args.calib_type, args.day_obs, settings, store,

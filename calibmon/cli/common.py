@@ -100,6 +100,15 @@ def require_extra(module: str, what: str, package: str, extra: str) -> None:
         raise ConfigError(f"{what} needs {package}: pip install 'calibmon[{extra}]'")
 
 
+def require_cluster_extra(settings: Any) -> None:
+    """``executor: dask`` with ``dask.cluster: slurm`` needs dask-jobqueue (calibmon[slurm]):
+    checked before any work, so a missing extra is one line, not a traceback mid-run."""
+    cluster = getattr(getattr(settings, "dask", None), "cluster", None)
+    if getattr(settings, "executor", None) == "dask" and str(cluster).lower() == "slurm":
+        require_extra("dask_jobqueue", "executor dask with dask.cluster slurm", "dask-jobqueue",
+                      "slurm")  # fmt: skip
+
+
 class Progress:
     """A progress bar on a terminal; quiet log lines (every 10 %) otherwise."""
 

@@ -19,7 +19,7 @@ from calibmon.cli.common import (
     detectors_arg,
     load,
     open_store,
-    require_extra,
+    require_cluster_extra,
     setup_logging,
 )
 from calibmon.config import load_settings
@@ -143,15 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         after_run(settings, store, summary)
     print_run_summary(summary)
     return EXIT_OK if summary.ok else EXIT_REJECTED
-
-
-def require_cluster_extra(settings: Any) -> None:
-    """``executor: dask`` with a SLURM cluster needs dask-jobqueue (calibmon[slurm])."""
-    dask_cfg = getattr(settings, "dask", None)
-    cluster = getattr(dask_cfg, "cluster", None)
-    if settings.executor == "dask" and str(cluster).lower() == "slurm":
-        require_extra("dask_jobqueue", "executor dask with dask.cluster slurm", "dask-jobqueue",
-                      "slurm")  # fmt: skip
 
 
 def _run_butler(args: argparse.Namespace, settings: Any) -> int:

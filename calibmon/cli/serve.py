@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from calibmon.cli.common import add_command, add_common, load, open_store
+from calibmon.cli.common import add_command, add_common, load, open_store, require_cluster_extra
 from calibmon.errors import ConfigError
 
 log = logging.getLogger("calibmon.serve")
@@ -68,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from calibmon.service.schedules import check_against_settings, load_schedules
 
     settings = load(args, log_format=args.log_format)
+    require_cluster_extra(settings)
     if args.metrics_port is None:
         args.metrics_port = settings.metrics_port
     if args.metrics_host is None:
