@@ -13,13 +13,16 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from calibmon.config import Settings, load_settings
 from calibmon.errors import ConfigError
-from calibmon.io.detectors import is_valid_name
-from calibmon.logs import configure_logging
-from calibmon.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from calibmon.config import Settings
+    from calibmon.store.sqlite import Store
+
+# Settings, the store and logging are imported when a command runs, not when the parser is
+# built: `calibmon --help` stays fast.
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -48,6 +51,8 @@ def day_obs_arg(text: str) -> str:
 
 def detectors_arg(text: str) -> list[str]:
     """``R22_S11,R01_S01`` → a list of detector names (each checked)."""
+    from calibmon.io.detectors import is_valid_name
+
     names = [t.strip() for t in text.split(",") if t.strip()]
     for n in names:
         if not is_valid_name(n):
@@ -61,18 +66,24 @@ def detectors_arg(text: str) -> list[str]:
 def settings_from_args(args: argparse.Namespace, **flags: Any) -> Settings:
     """Settings from ``--config`` (or ``CALIBMON_CONFIG``) < environment < ``--store`` and
     ``flags`` (None values ignored)."""
+    from calibmon.config import load_settings
+
     return load_settings(getattr(args, "config", None), store=getattr(args, "store", None),
                          **flags)  # fmt: skip
 
 
 def open_store(settings: Settings) -> Store:
     """The SQLite store the settings name (a context manager)."""
+    from calibmon.store.sqlite import Store
+
     return Store(settings.store_path())
 
 
 def setup_logging(args: argparse.Namespace, settings: Settings | None = None) -> None:
     """Logging once per command: ``--debug`` > ``-q`` > the config's level; secrets of the
     configuration are redacted from every line."""
+    from calibmon.logs import configure_logging
+
     level = "DEBUG" if getattr(args, "debug", False) else (
         "WARNING" if getattr(args, "quiet", False) else (settings.log_level if settings else "INFO")
     )  # fmt: skip

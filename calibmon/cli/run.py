@@ -22,7 +22,6 @@ from calibmon.cli.common import (
     require_cluster_extra,
     setup_logging,
 )
-from calibmon.config import load_settings
 from calibmon.errors import ConfigError
 
 DEMO_DETECTORS = ("R22_S11", "R01_S01")  # one e2v, one ITL
@@ -191,6 +190,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``calibmon demo``: simulate, process, alerts, per-amp table, HTML report."""
+    from calibmon.config import load_settings
     from calibmon.report import write_report
     from calibmon.service.postrun import after_run
     from calibmon.service.run import run_directory

@@ -8,11 +8,12 @@ from typing import Any
 
 from calibmon.cli.common import EXIT_OK, EXIT_REJECTED, add_command, add_common, load, open_store
 from calibmon.errors import ConfigError
-from calibmon.store.maintenance import maintain
 
 
 def cmd_store(args: argparse.Namespace) -> int:
     """``store maintain`` (retention, compaction) or ``store check`` (integrity)."""
+    from calibmon.store.maintenance import maintain
+
     settings = load(args)
     with open_store(settings) as store:
         if args.store_command == "maintain":
