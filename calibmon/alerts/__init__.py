@@ -6,7 +6,7 @@
   known-bad, silences, grouping into notifications) and :func:`deliver_notifications`.
 - :mod:`.notifiers` — Alertmanager API v2, JSON webhook, SMTP e-mail.
 - :mod:`.config` — ``notifiers:`` and ``alerts:`` configuration models.
-- ``calibmon alerts`` is :mod:`calibmon.cli.alerts`; alerts after a run are evaluated by
+- ``calibmon alerts`` is the CLI's ``cli/alerts.py``; alerts after a run are evaluated by
   :func:`calibmon.service.postrun.evaluate_run_alerts`.
 """
 

@@ -11,7 +11,7 @@ Modules: :mod:`.repo` (queries, URIs, local copies), :mod:`.dayobs` (Butler time
 day_obs ranges), :mod:`.exposuref` (afw ExposureF and ip_isr Defects files, cut into amps),
 :mod:`.raws` (``run --butler``), :mod:`.schedule` (a scheduled job reading a Butler),
 :mod:`.calibs` (``calibs import/list --butler``), :mod:`.used` (``calibs used``) and
-``calibmon.cli.butler`` (their printing and exit codes).
+the CLI's ``cli/butler.py`` (their printing and exit codes).
 """
 
 from __future__ import annotations

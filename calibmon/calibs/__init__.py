@@ -8,7 +8,7 @@
   day_obs (Butler CALIBRATION-collection semantics), missing-product reports, validity advice.
 - ``steps.py``: the verify steps of :data:`calibmon.pipeline.STEPS` (cp_verify style);
   the statistics themselves are pure functions in :mod:`calibmon.science.verify`.
-- ``calibmon calibs build|certify|list|validity|import`` is :mod:`calibmon.cli.calibs`.
+- ``calibmon calibs build|certify|list|validity|import`` is the CLI's ``cli/calibs.py``.
 
 This package's ``__init__`` imports nothing: :mod:`calibmon.pipeline` imports
 ``calibs.steps`` while ``calibs.build`` imports the pipeline.

@@ -295,8 +295,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``calibmon alerts`` (and its actions) to the main parser's sub-commands."""
     p = add_command(subparsers, "alerts", "list firing and recent alerts from the store (JSON: one "
-             "object a line); actions evaluate, silence, silences, unsilence, test-notify, "
-             "deliver", "calibmon alerts --format json", cmd_list)  # fmt: skip
+                    "object a line); actions evaluate, silence, silences, unsilence, test-notify, "
+                    "deliver", "calibmon alerts --format json", cmd_list)  # fmt: skip
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--all", action="store_true", help="also inactive and older resolved alerts")
     p.add_argument("--instrument", help="only this instrument")
@@ -304,8 +304,8 @@ def register(subparsers: Any) -> None:
     actions = p.add_subparsers(dest="alerts_action", metavar="ACTION")
 
     a = add_command(actions, "evaluate", "evaluate alert rules for one day_obs, update alert state "
-             "and send notifications", "calibmon alerts evaluate --day-obs 20251121",
-             cmd_evaluate)  # fmt: skip
+                    "and send notifications", "calibmon alerts evaluate --day-obs 20251121",
+                    cmd_evaluate)  # fmt: skip
     a.add_argument("--day-obs", type=day_obs_arg, required=True)
     # SUPPRESS: `alerts --instrument X evaluate` keeps X (the parent's option, default None)
     a.add_argument("--instrument", default=argparse.SUPPRESS, help="only this instrument")
@@ -315,9 +315,9 @@ def register(subparsers: Any) -> None:
     add_common(a)
 
     a = add_command(actions, "silence", "silence alerts of a detector (or one amp/rule) until a date; "
-             "they keep their state but do not notify",
-             "calibmon alerts silence --detector R22_S11 --amp C10 --until 2025-12-01 "
-             "--reason 'REB swap'", cmd_silence)  # fmt: skip
+                    "they keep their state but do not notify",
+                    "calibmon alerts silence --detector R22_S11 --amp C10 --until 2025-12-01 "
+                    "--reason 'REB swap'", cmd_silence)  # fmt: skip
     a.add_argument("--detector", required=True, help="detector name, e.g. R22_S11")
     a.add_argument("--amp", help="only this amp, e.g. C10")
     a.add_argument("--rule", help="only this rule, e.g. gain_drift")
@@ -328,21 +328,21 @@ def register(subparsers: Any) -> None:
     add_common(a)
 
     a = add_command(actions, "silences", "list active silences (--all: also expired)",
-             "calibmon alerts silences", cmd_silences)  # fmt: skip
+                    "calibmon alerts silences", cmd_silences)  # fmt: skip
     a.add_argument("--all", action="store_true")
     add_common(a)
 
     a = add_command(actions, "unsilence", "remove a silence by id", "calibmon alerts unsilence 3",
-             cmd_unsilence)  # fmt: skip
+                    cmd_unsilence)  # fmt: skip
     a.add_argument("id", type=int)
     add_common(a)
 
     a = add_command(actions, "test-notify", "send a test notification (severity info) to every "
-             "configured notifier; exit 1 if one fails", "calibmon alerts test-notify",
-             cmd_test_notify)  # fmt: skip
+                    "configured notifier; exit 1 if one fails", "calibmon alerts test-notify",
+                    cmd_test_notify)  # fmt: skip
     a.add_argument("--notifier", help="only this notifier")
     add_common(a)
 
     a = add_command(actions, "deliver", "deliver queued notifications now (retries included)",
-             "calibmon alerts deliver", cmd_deliver)  # fmt: skip
+                    "calibmon alerts deliver", cmd_deliver)  # fmt: skip
     add_common(a)

@@ -266,15 +266,15 @@ def _set_calib_id(path: Path, pid: str) -> None:
 def register(subparsers: Any) -> None:
     """Add ``calibmon calibs`` and its actions to the main parser's sub-commands."""
     p = add_command(subparsers, "calibs", "master calibrations: build them from a day's exposures, "
-             "certify them for a validity range, list, import, and see how long they verified",
-             "calibmon calibs list --calib-type bias", _no_action)  # fmt: skip
+                    "certify them for a validity range, list, import, and see how long they verified",
+                    "calibmon calibs list --calib-type bias", _no_action)  # fmt: skip
     p.set_defaults(_calibs_parser=p)
     actions = p.add_subparsers(dest="calibs_action", metavar="ACTION", parser_class=type(p))
 
     a = add_command(actions, "build", "build master calibration products (per-amp FITS) from one "
-             "day's exposures and register them; prints the id of each product, one a line",
-             "calibmon calibs build --calib-type bias --input /data/raw --day-obs 20251101 "
-             "--store cm.sqlite", cmd_build)  # fmt: skip
+                    "day's exposures and register them; prints the id of each product, one a line",
+                    "calibmon calibs build --calib-type bias --input /data/raw --day-obs 20251101 "
+                    "--store cm.sqlite", cmd_build)  # fmt: skip
     a.add_argument("--calib-type", required=True, choices=["bias", "dark", "flat", "defects"])
     a.add_argument("--input", required=True, help="directory searched for raw *.fits / *.fits.fz")
     a.add_argument("--day-obs", type=day_obs_arg, required=True, help="day_obs of the inputs")
@@ -285,38 +285,38 @@ def register(subparsers: Any) -> None:
     add_common(a)
 
     a = add_command(actions, "certify", "certify a product for the validity range [BEGIN, END) of "
-             "day_obs dates (end exclusive, open-ended without --end); where ranges overlap "
-             "the most recent certification wins",
-             "calibmon calibs certify 3f2a9c1e-... --begin 2025-11-01 --end 2025-12-01",
-             cmd_certify)  # fmt: skip
+                    "day_obs dates (end exclusive, open-ended without --end); where ranges overlap "
+                    "the most recent certification wins",
+                    "calibmon calibs certify 3f2a9c1e-... --begin 2025-11-01 --end 2025-12-01",
+                    cmd_certify)  # fmt: skip
     a.add_argument("id", help="product id (or a unique prefix of at least 6 characters)")
     a.add_argument("--begin", type=_date, required=True, help="first valid day, YYYY-MM-DD")
     a.add_argument("--end", type=_date, help="first day no longer valid, YYYY-MM-DD")
     add_common(a)
 
     a = add_command(actions, "list", "list certifications as '[begin, end) id source-run type "
-             "instrument detector [filter]'; with --butler and --day-obs, which dataset the "
-             "collection hands out per detector that day and whether calibmon has it",
-             "calibmon calibs list --calib-type flat\n  calibmon calibs list --butler "
-             "/repo/embargo --collections LSSTCam/calib --day-obs 20251122", cmd_list)  # fmt: skip
+                    "instrument detector [filter]'; with --butler and --day-obs, which dataset the "
+                    "collection hands out per detector that day and whether calibmon has it",
+                    "calibmon calibs list --calib-type flat\n  calibmon calibs list --butler "
+                    "/repo/embargo --collections LSSTCam/calib --day-obs 20251122", cmd_list)  # fmt: skip
     a.add_argument("--calib-type", choices=["bias", "dark", "flat", "defects"])
     a.add_argument("--all", action="store_true", help="also products never certified")
     _butler_args(a, day_obs=True)
     add_common(a)
 
     a = add_command(actions, "validity", "per detector (and failing amp), the day_obs range over "
-             "which verification against a product passed and the first day it failed",
-             "calibmon calibs validity 3f2a9c1e", cmd_validity)  # fmt: skip
+                    "which verification against a product passed and the first day it failed",
+                    "calibmon calibs validity 3f2a9c1e", cmd_validity)  # fmt: skip
     a.add_argument("id", help="product id (or a unique prefix of at least 6 characters)")
     add_common(a)
 
     a = add_command(actions, "import", "register an externally built product of calibmon's per-amp "
-             "layout after checking it (every amp HDU present, trimmed shape of its geometry); "
-             "prints its id; with --butler, the certified calibrations of a CALIBRATION "
-             "collection under their UUIDs, one '<uuid> <type> <detector> [begin, end)' a line",
-             "calibmon calibs import bias_R22_S11.fits\n  calibmon calibs import --butler "
-             "/repo/embargo --collections LSSTCam/calib --calib-type bias,dark,flat,defects",
-             cmd_import)  # fmt: skip
+                    "layout after checking it (every amp HDU present, trimmed shape of its geometry); "
+                    "prints its id; with --butler, the certified calibrations of a CALIBRATION "
+                    "collection under their UUIDs, one '<uuid> <type> <detector> [begin, end)' a line",
+                    "calibmon calibs import bias_R22_S11.fits\n  calibmon calibs import --butler "
+                    "/repo/embargo --collections LSSTCam/calib --calib-type bias,dark,flat,defects",
+                    cmd_import)  # fmt: skip
     a.add_argument("file", nargs="*", help="product FITS file(s), each checked on its own: a "
                    "bad one is reported and the rest imported (or --butler)")  # fmt: skip
     a.add_argument("--output-dir", help="where the copy goes (default: calibs/ beside the store)")
@@ -324,10 +324,10 @@ def register(subparsers: Any) -> None:
     add_common(a)
 
     a = add_command(actions, "used", "which calibrations were applied to processed exposures (their "
-             "LSST CALIB RUN/UUID/DATE <TYPE> cards) and what calibmon knows of each UUID: "
-             "product, certification, that day's verification",
-             "calibmon calibs used postISRCCD_*.fits --format json --butler /repo/embargo",
-             cmd_used)  # fmt: skip
+                    "LSST CALIB RUN/UUID/DATE <TYPE> cards) and what calibmon knows of each UUID: "
+                    "product, certification, that day's verification",
+                    "calibmon calibs used postISRCCD_*.fits --format json --butler /repo/embargo",
+                    cmd_used)  # fmt: skip
     a.add_argument("files", nargs="+", metavar="FILE", help="processed exposures (FITS)")
     a.add_argument("--format", choices=["text", "json"], default="text",
                    help="json: one object a line")  # fmt: skip
