@@ -68,24 +68,31 @@ def test_butler_commands_without_lsst_daf_butler(tmp_path: Path, argv: list[str]
 
 
 def test_slurm_cluster_without_dask_jobqueue(tmp_path: Path) -> None:
-    """``executor: dask`` on a SLURM cluster: the processing commands check for
-    dask-jobqueue before any work (the ``dask.cluster`` setting comes from the cluster
-    configuration; here ``load_settings`` is wrapped to hold it)."""
-    prelude = (
-        "import types, calibmon.cli.common as common\n"
-        "_load = common.load\n"
-        "def load(args, **flags):\n"
-        "    s = _load(args, **flags)\n"
-        "    object.__setattr__(s, 'executor', 'dask')\n"
-        "    return types.SimpleNamespace(**{n: getattr(s, n) for n in type(s).model_fields},\n"
-        "        dask=types.SimpleNamespace(cluster='slurm'), store_path=s.store_path,\n"
-        "        secret_values=s.secret_values, science_hash=s.science_hash)\n"
-        "common.load = load\n"
-        "import calibmon.cli.run as run; run.load = load\n"
-    )
+    """``executor: dask`` with ``dask.cluster: slurm`` (pyproject's ``slurm`` extra): the
+    processing commands check for dask-jobqueue before any work. Until Settings has its
+    ``dask`` model, the child wraps ``load`` to add it; with the model, a YAML file does."""
+    from calibmon.config import Settings
+
     (tmp_path / "raw").mkdir()
-    p = _without("dask_jobqueue", ["run", "--input", str(tmp_path / "raw"),
-                                   "--store", str(tmp_path / "cm.sqlite")], prelude)  # fmt: skip
+    argv = ["run", "--input", str(tmp_path / "raw"), "--store", str(tmp_path / "cm.sqlite")]
+    prelude = ""
+    if "dask" in Settings.model_fields:
+        cfg = tmp_path / "calibmon.yaml"
+        cfg.write_text("executor: dask\ndask: {cluster: slurm}\n")
+        argv += ["--config", str(cfg)]
+    else:
+        prelude = (
+            "import types, calibmon.cli.common as common, calibmon.cli.run as run\n"
+            "_load = common.load\n"
+            "def load(args, **flags):\n"
+            "    s = _load(args, **flags)\n"
+            "    fields = {n: getattr(s, n) for n in type(s).model_fields}\n"
+            "    fields.update(executor='dask', dask=types.SimpleNamespace(cluster='slurm'))\n"
+            "    return types.SimpleNamespace(**fields, store_path=s.store_path,\n"
+            "                                 secret_values=s.secret_values)\n"
+            "run.load = load\n"
+        )
+    p = _without("dask_jobqueue", argv, prelude)
     _one_line(
         p,
         "calibmon: executor dask with dask.cluster slurm needs dask-jobqueue: "
