@@ -91,10 +91,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibmon.catalogue import Threshold
-
-# 1 / Φ⁻¹(3/4) (same constant as calibmon.science.robust.SIGMA_PER_MAD, written out so
-# this module does not import scipy): σ ≈ 1.4826·MAD for Gaussian scatter.
-SIGMA_PER_MAD = 1.482602218505602
+from calibmon.science.robust import SIGMA_PER_MAD
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}

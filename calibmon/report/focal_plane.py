@@ -24,6 +24,7 @@ from calibmon.io.detectors import (
     is_wavefront,
 )
 from calibmon.report import mosaic
+from calibmon.science.robust import sigma_mad
 from calibmon.store.frames import IMAGE_UNITS, AmpImage
 
 MISSING_COLOUR = "#d9d9d9"
@@ -54,7 +55,7 @@ def image_limits(kind: str, image: np.ndarray) -> tuple[float, float]:
     if kind == "flat" or v.size == 0:
         return robust_limits(v, 0.5, 99.5)
     med = float(np.median(v))
-    smad = 1.4826 * float(np.median(np.abs(v - med)))
+    smad = sigma_mad(v)
     if not smad > 0:
         return robust_limits(v, 0.5, 99.5)
     lo, hi = (3.0, 8.0) if kind == "dark" else (5.0, 5.0)

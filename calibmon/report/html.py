@@ -37,6 +37,7 @@ from calibmon import __version__
 from calibmon.catalogue import CALIB_TYPES, Catalogue, MetricDef, load_catalogue
 from calibmon.io.detectors import AMP_ORDER_8, AMP_ORDER_16, is_wavefront
 from calibmon.io.detectors import detector_name as name_of_detector
+from calibmon.science.robust import sigma_mad
 from calibmon.store import frames
 
 log = logging.getLogger(__name__)
@@ -473,7 +474,7 @@ def section_glance(nd: NightData, cat: Catalogue) -> str:
         sub = nd.amps[nd.amps["metric"] == m]
         v = sub["value"].to_numpy(float)
         med = float(np.median(v))
-        smad = float(1.4826 * np.median(np.abs(v - med)))
+        smad = sigma_mad(v)
         mdef = cat.metrics.get(m)
         n_bad = sum(
             out_of_spec(mdef, nd.instrument, vend, val)
@@ -731,7 +732,7 @@ def section_trends(nd: NightData, store, cat: Catalogue, figs: _Figures) -> str:
                 v = amp_m.loc[amp_m["day_obs"] == d, "value"].to_numpy(float)
                 mm = float(np.median(v))
                 med.append(mm)
-                sig.append(float(1.4826 * np.median(np.abs(v - mm))))
+                sig.append(sigma_mad(v))
             else:
                 med.append(math.nan)
                 sig.append(math.nan)

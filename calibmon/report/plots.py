@@ -17,6 +17,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from calibmon.science.robust import sigma_mad
 from calibmon.store.frames import PtcCurve
 
 ALERT_COLOUR = "#d62728"
@@ -115,7 +116,7 @@ def histogram_figure(
             color=[VENDOR_COLOURS.get(k, "#7f7f7f") for k in values_by_vendor],
         )
         med = float(np.median(allv))
-        smad = float(1.4826 * np.median(np.abs(allv - med)))
+        smad = sigma_mad(allv)
         ax.axvline(med, color="black", lw=1)
         ax.set_title(f"median {med:.4g}, σ_MAD {smad:.3g}, n {allv.size}", fontsize=8)
         ax.legend(fontsize=7, frameon=False, loc="upper right")
