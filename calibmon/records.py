@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from calibmon.dayobs import check_day_obs
+
 Level = Literal["amp", "detector", "camera"]
 
 
@@ -106,9 +108,7 @@ class MetricRecord(BaseModel):
     @field_validator("day_obs")
     @classmethod
     def _day_obs(cls, v: str) -> str:
-        if len(v) != 8 or not v.isdigit():
-            raise ValueError(f"day_obs must be YYYYMMDD, got {v!r}")
-        return v
+        return check_day_obs(v)
 
     def identity(self) -> tuple[str, str, str, int, str, str]:
         """The store's unique key: (metric, level, instrument, detector, amp, timestamp)."""

@@ -17,6 +17,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from calibmon.dayobs import day_obs_iso
 from calibmon.science.robust import sigma_mad
 from calibmon.store.frames import PtcCurve
 
@@ -167,9 +168,7 @@ def trend_figure(
         ax.axvline(x_of[highlight_day], color="#1f77b4", alpha=0.3, lw=6)
     step = max(1, len(days) // 8)
     ax.set_xticks(x[::step])
-    ax.set_xticklabels(
-        [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days[::step]], rotation=30, fontsize=7, ha="right"
-    )
+    ax.set_xticklabels([day_obs_iso(d) for d in days[::step]], rotation=30, fontsize=7, ha="right")
     ax.set_ylabel(unit, fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     if detector_medians and 1 < len(detector_medians) <= 8:
