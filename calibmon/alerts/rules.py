@@ -161,13 +161,10 @@ class RuleParams:
         return self.threshold.kind
 
     def applies_to(self, instrument: str, vendor: str, level: str) -> bool:
-        """True when the rule is meant for this instrument, vendor and record level."""
-        t = self.threshold
-        if t.level != level:
-            return False
-        if t.instrument and t.instrument.lower() != instrument.lower():
-            return False
-        return not (t.vendor and t.vendor.upper() != (vendor or "").upper())
+        """True when the rule is meant for this instrument, vendor and record level
+        (:meth:`calibmon.catalogue.Threshold.applies_to`; no vendor: vendor rules do not
+        apply)."""
+        return self.threshold.applies_to(instrument, vendor or "", level)
 
 
 @dataclass(frozen=True, slots=True)

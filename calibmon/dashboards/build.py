@@ -83,11 +83,8 @@ def grafana_unit(metric: str, unit: str) -> str:
 def threshold_steps(m: MetricDef | None, instrument: str | None = None) -> list[dict[str, Any]]:
     """Grafana threshold steps from the metric's fixed rules (green inside, red outside)."""
     lows, highs = [], []
-    for t in m.thresholds if m else ():
-        if t.kind != "fixed" or t.level != "amp" or t.vendor is not None:
-            continue
-        if t.instrument not in (None, instrument):
-            continue
+    # vendor "": vendor-specific limits would be wrong for half the amps of a panel
+    for t in m.thresholds_for(instrument, vendor="", kind="fixed") if m else ():
         if t.low is not None:
             lows.append(t.low)
         if t.high is not None:

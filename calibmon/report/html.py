@@ -173,13 +173,7 @@ def fixed_thresholds(
     out: list[tuple[str, float]] = []
     if mdef is None:
         return out
-    for t in mdef.thresholds:
-        if t.kind != "fixed" or t.level != level:
-            continue
-        if t.instrument not in (None, instrument):
-            continue
-        if vendor is not None and t.vendor not in (None, vendor.upper()):
-            continue
+    for t in mdef.thresholds_for(instrument, vendor, level, kind="fixed"):
         tag = f"{t.vendor} " if t.vendor and vendor is None else ""
         if t.low is not None:
             out.append((f"{tag}low {t.low:g}", float(t.low)))
@@ -192,11 +186,7 @@ def out_of_spec(mdef: MetricDef | None, instrument: str, vendor: str, value: flo
     """True when ``value`` breaks a fixed threshold of the metric for this amp's vendor."""
     if mdef is None or not math.isfinite(value):
         return False
-    for t in mdef.thresholds:
-        if t.kind != "fixed" or t.level != "amp":
-            continue
-        if t.instrument not in (None, instrument) or t.vendor not in (None, vendor.upper()):
-            continue
+    for t in mdef.thresholds_for(instrument, vendor, kind="fixed"):
         if (t.low is not None and value < t.low) or (t.high is not None and value > t.high):
             return True
     return False
