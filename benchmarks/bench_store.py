@@ -289,18 +289,18 @@ def write_ratio(path: Path, tmp: Path, reps: int = 3) -> tuple[list[float], list
 
 def report_queries(path: Path, day_obs: str) -> tuple[float, float, float]:
     """The store's share of the report: the night's data as the report gathers it
-    (``calibmon.report.html.load_night``-style reads through ``calibmon.store.frames``),
+    (``calibmon.report.html.load_night``-style reads through ``calibmon.store.queries``),
     without rendering a figure."""
-    from calibmon.store import frames
+    from calibmon.store import queries
 
     with Store(path) as store:
         t0, c0 = time.perf_counter(), time.process_time()
-        days = [d for d in frames.day_obs_list(store, INSTRUMENT) if d <= day_obs][-14:]
-        frames.instruments_on(store, day_obs)
-        frames.runs_for_day(store, INSTRUMENT, day_obs)
-        frames.day_amp_values(store, INSTRUMENT, day_obs)
-        frames.summary_values(store, INSTRUMENT, days)
-        frames.amp_values_of_days(store, INSTRUMENT, days, ["read_noise"])
+        days = [d for d in queries.day_obs_list(store, INSTRUMENT) if d <= day_obs][-14:]
+        queries.instruments_on(store, day_obs)
+        queries.runs_for_day(store, INSTRUMENT, day_obs)
+        queries.day_amp_values(store, INSTRUMENT, day_obs)
+        queries.summary_values(store, INSTRUMENT, days)
+        queries.amp_values_of_days(store, INSTRUMENT, days, ["read_noise"])
         return (time.perf_counter() - t0, time.process_time() - c0,
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from calibmon.catalogue import CALIB_TYPES, Catalogue, MetricDef, load_catalogue
+from calibmon.records import POINT_PROVENANCE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ UIDS = {
     "ptc": "calibmon-ptc",
     "health": "calibmon-health",
 }
-PROVENANCE_FIELDS = (
-    "run",
-    "day_obs",
-    "exposures",
-    "n_exposures",
-    "software_version",
-    "config_hash",
-)
 
 # Metrics whose dimensionless value reads best as a percentage / in scientific notation.
 _PERCENT = re.compile(r"fraction|_pass$|nonlinearity")
@@ -667,7 +660,7 @@ def per_detector(cat: Catalogue, ns: str = NAMESPACE) -> dict[str, Any]:
 def per_amp(cat: Catalogue, ns: str = NAMESPACE) -> dict[str, Any]:
     """(c) One amp: each metric with its thresholds and the detector median for context."""
     lay = _Layout()
-    prov = ", ".join(f'"{f}"' for f in PROVENANCE_FIELDS)
+    prov = ", ".join(f'"{f}"' for f in POINT_PROVENANCE_FIELDS)
     lay.add(
         table(
             "Provenance of $calib_type measurements — $detector $amp",

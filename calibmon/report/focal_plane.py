@@ -25,7 +25,7 @@ from calibmon.io.detectors import (
 )
 from calibmon.report import mosaic
 from calibmon.science.robust import sigma_mad
-from calibmon.store.frames import IMAGE_UNITS, AmpImage
+from calibmon.store.images import IMAGE_UNITS, AmpImage
 
 MISSING_COLOUR = "#d9d9d9"
 ALERT_COLOUR = "#d62728"

@@ -38,7 +38,8 @@ from calibmon.catalogue import CALIB_TYPES, Catalogue, MetricDef, load_catalogue
 from calibmon.io.detectors import AMP_ORDER_8, AMP_ORDER_16, is_wavefront
 from calibmon.io.detectors import detector_name as name_of_detector
 from calibmon.science.robust import sigma_mad
-from calibmon.store import frames
+from calibmon.store import images as store_images
+from calibmon.store import queries
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +228,11 @@ def threshold_text(mdef: MetricDef | None) -> str:
 class NightData:
     instrument: str
     day_obs: str
-    amps: pd.DataFrame  # frames.day_amp_values
+    amps: pd.DataFrame  # queries.day_amp_values
     metrics: list[str]
     amps_of: dict[str, list[str]]  # detector_name -> amps present
     vendor_of: dict[str, str]
-    firing: list[frames.AlertState]
+    firing: list[queries.AlertState]
     firing_amps: dict[str, set[tuple[str, str]]]  # metric -> {(det, amp)}
     events: list[dict[str, Any]]
     runs: list[dict[str, Any]]
@@ -256,7 +257,7 @@ def _alert_detector_name(instrument: str, det: int | None) -> str:
 
 def day_amp_errors(store, instrument: str, day_obs: str) -> dict[tuple[str, int, str], Any]:
     """The 1-σ error (or None) of each of the day's amp values, keyed (metric, detector,
-    amp) with the same choice as :func:`calibmon.store.frames.day_amp_values` (the latest
+    amp) with the same choice as :func:`calibmon.store.queries.day_amp_values` (the latest
     record of a metric measured twice)."""
     rows = store.query(
         "SELECT metric, detector, amp, error FROM records"
@@ -274,7 +275,7 @@ def load_night(
     nights: int,
     metrics: Sequence[str] | None = None,
 ) -> NightData:
-    amps = frames.day_amp_values(store, instrument, day_obs)
+    amps = queries.day_amp_values(store, instrument, day_obs)
     if not amps.empty:
         errs = day_amp_errors(store, instrument, day_obs)
         keys = zip(amps["metric"], amps["detector"], amps["amp"], strict=True)
@@ -299,7 +300,7 @@ def load_night(
     for det in amps_of:  # draw every amp of a present detector, even unmeasured ones
         full = AMP_ORDER_8 if is_wavefront(det) else AMP_ORDER_16
         amps_of[det] = list(full)
-    firing = frames.alert_states(store, instrument=instrument, state="firing")
+    firing = queries.alert_states(store, instrument=instrument, state="firing")
     rule_metric = _rule_metric(cat)
     firing_amps: dict[str, set[tuple[str, str]]] = {}
     for a in firing:
@@ -308,8 +309,8 @@ def load_night(
         if a.amp:
             firing_amps.setdefault(metric, set()).add((det, a.amp))
             firing_amps.setdefault("*", set()).add((det, a.amp))
-    events = frames.alert_events(store, instrument=instrument, limit=50)
-    runs = frames.runs_for_day(store, instrument, day_obs)
+    events = queries.alert_events(store, instrument=instrument, limit=50)
+    runs = queries.runs_for_day(store, instrument, day_obs)
     prov = store.query(
         "SELECT DISTINCT json_extract(provenance,'$.software_version') AS sv,"
         " json_extract(provenance,'$.config_hash') AS ch FROM records"
@@ -318,7 +319,7 @@ def load_night(
     )
     software = sorted({r["sv"] for r in prov if r["sv"]})
     hashes = sorted({r["ch"] for r in prov if r["ch"]})
-    all_days = [d for d in frames.day_obs_list(store, instrument) if d <= day_obs]
+    all_days = [d for d in queries.day_obs_list(store, instrument) if d <= day_obs]
     return NightData(
         instrument,
         day_obs,
@@ -602,8 +603,8 @@ def section_images(nd: NightData, store, figs: _Figures) -> str:
         "focal plane.</p>"
     ]
     any_image = False
-    for kind in frames.IMAGE_KINDS:
-        images = frames.amp_images(store, nd.instrument, nd.day_obs, kind)
+    for kind in store_images.IMAGE_KINDS:
+        images = store_images.amp_images(store, nd.instrument, nd.day_obs, kind)
         if not images:
             continue
         any_image = True
@@ -655,7 +656,7 @@ def section_histograms(nd: NightData, cat: Catalogue, figs: _Figures) -> str:
 
 
 def section_ptc(nd: NightData, store, figs: _Figures) -> str:
-    curves = frames.ptc_curves(store, nd.instrument, nd.day_obs)
+    curves = store_images.ptc_curves(store, nd.instrument, nd.day_obs)
     out = [
         '<p class="note">Photon transfer curves from the day’s ramp of flat pairs: the '
         "variance of each pair against its mean signal. At low signal the read noise "
@@ -666,7 +667,7 @@ def section_ptc(nd: NightData, store, figs: _Figures) -> str:
     ]
     if not curves:
         return out[0] + "<p>No PTC ramp was taken this day.</p>"
-    by_det: dict[str, list[frames.PtcCurve]] = {}
+    by_det: dict[str, list[store_images.PtcCurve]] = {}
     for c in curves:
         by_det.setdefault(c.detector_name, []).append(c)
     if len(by_det) <= PTC_FIGURES_PER_DETECTOR_MAX:
@@ -696,13 +697,13 @@ def section_ptc(nd: NightData, store, figs: _Figures) -> str:
 
 def section_trends(nd: NightData, store, cat: Catalogue, figs: _Figures) -> str:
     days = nd.nights
-    summ = frames.summary_values(store, nd.instrument, days)
+    summ = queries.summary_values(store, nd.instrument, days)
     need_fallback = []
     for m in nd.metrics:
         cam = summ[(summ["metric"] == m) & (summ["level"] == "camera")]
         if set(cam["day_obs"]) != set(days):
             need_fallback.append(m)
-    amp_days = frames.amp_values_of_days(store, nd.instrument, days, need_fallback)
+    amp_days = queries.amp_values_of_days(store, nd.instrument, days, need_fallback)
     out = [
         f'<p class="note">The last {len(days)} night(s) with data up to {_day(nd.day_obs)} '
         "(highlighted). Black: the median over all amps with a band of ± σ_MAD; thin lines: "
@@ -901,10 +902,10 @@ def build_report(
     figs = _Figures()
     cat = catalogue or load_catalogue()
     if day_obs is None:
-        days = frames.day_obs_list(store, instrument)
+        days = queries.day_obs_list(store, instrument)
         day_obs = days[-1] if days else None
     instruments = (
-        [instrument] if instrument else (frames.instruments_on(store, day_obs) if day_obs else [])
+        [instrument] if instrument else (queries.instruments_on(store, day_obs) if day_obs else [])
     )
     body, navs = [], []
     for inst in instruments:

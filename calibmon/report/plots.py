@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from calibmon.dayobs import day_obs_iso
 from calibmon.science.robust import sigma_mad
-from calibmon.store.frames import PtcCurve
+from calibmon.store.images import PtcCurve
 
 ALERT_COLOUR = "#d62728"
 # Log axes: the smallest and largest limits we set (a range that spills over the float64

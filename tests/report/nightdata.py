@@ -1,7 +1,7 @@
 """Synthetic but realistic stored nights for the report and dashboard tests.
 
 Until the pipeline measures every calib type and fills ``amp_images``/``ptc_curves``, these
-helpers write what it will write, in the documented formats (``calibmon.store.frames``):
+helpers write what it will write, in the documented formats (``calibmon.store.images``):
 
 - :func:`night_records` — amp records of every catalogue metric (or a chosen few) around
   typical LSSTCam values (vendor-dependent where the cameras differ), plus detector and
@@ -39,7 +39,7 @@ from calibmon.io.detectors import (
 from calibmon.records import MetricRecord, Provenance, Stats, iso_utc_ms
 from calibmon.report import mosaic
 from calibmon.simulate.camera import LAYOUTS, segment_geometry
-from calibmon.store.frames import encode_amp_image
+from calibmon.store.images import encode_amp_image
 
 DAYS = ("20251118", "20251119", "20251120", "20251121")
 DETECTORS = ("R22_S11", "R01_S01")  # one e2v, one ITL: the demo's detectors
@@ -336,7 +336,7 @@ def fill_amp_images(
 def ptc_curve(
     gain: float, noise_e: float, a00: float, turnoff_adu: float, n: int = 24, seed: int = 0
 ) -> dict:
-    """One amp's PTC JSON (keys as in ``calibmon.store.frames``)."""
+    """One amp's PTC JSON (keys as in ``calibmon.store.images``)."""
     rng = np.random.default_rng(seed)
     exptime = np.geomspace(0.1, 60.0, n)
     mu = 2200.0 * exptime * (1 - 1e-7 * 2200 * exptime)

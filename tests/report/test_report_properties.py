@@ -28,7 +28,7 @@ from calibmon.catalogue import load_catalogue
 from calibmon.records import MetricRecord, Provenance, Stats
 from calibmon.report import html as report_html
 from calibmon.report.html import build_report, write_report
-from calibmon.store.frames import IMAGE_KINDS
+from calibmon.store.images import IMAGE_KINDS
 from calibmon.store.sqlite import Store
 
 DETECTOR_POOL = {"LSSTCam": ("R22_S11", "R01_S01", "R00_SW0"), "LATISS": ("RXX_S00",)}
