@@ -1,6 +1,7 @@
 """A year of a full camera's history in the store: is on-call still fast?
 
     python benchmarks/bench_store.py [--nights 365] [--store PATH] [--keep] [--push]
+    python benchmarks/bench_store.py --store PATH --only report [--baseline-python PY] [--repeat N]
 
 Builds a synthetic LSSTCam history (every detector of ``lsstcam_detectors()``, 16 amps
 each, 8 for wavefront sensors: 3,216 amps; 15 amp metrics plus detector and camera
@@ -19,7 +20,10 @@ Prints each time and the ratios that carry the targets (issue 16): report of a n
 <= 5 s, full export <= 500 MB peak RSS, nightly write of night N within 20 % of night 1
 (mean of the first and last 5 nights: one night's write is noisy on a shared machine).
 ``--store PATH`` reuses (or builds once into) a store, so the queries can be re-run
-without building again.
+without building again. ``--only report`` times just the report of the last night;
+``--baseline-python`` (another checkout's interpreter, e.g. ``/work/main/.venv/bin/python``)
+times the same report with that code, alternating runs, and prints the ratios (a shared
+machine's load changes both alike).
 """
 
 from __future__ import annotations
@@ -188,6 +192,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     ap.add_argument("--push", action="store_true", help="also push the last night to influxd")
     ap.add_argument("--skip-exports", action="store_true", help="no full exports (slow)")
+    ap.add_argument("--only", choices=["report"], help="time only this step")
+    ap.add_argument("--baseline-python", help="also time the report with this interpreter")
+    ap.add_argument("--repeat", type=int, default=3, help="report runs each (--only report)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
@@ -206,6 +213,9 @@ def main() -> None:
             n_records = store.count_records()
         last = days[-1]
         print(f"{n_records} records, {len(days)} nights")
+        if args.only == "report":
+            time_report(cal, env, last, tmp, args.repeat, args.baseline_python)
+            return
 
         results: dict[str, tuple[float, float, float]] = {}
         results["report of one night"] = run_child(
@@ -258,6 +268,29 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept {tmp}")
+
+
+def time_report(
+    cal: list[str], env: dict[str, str], day_obs: str, tmp: Path, repeat: int, baseline: str | None
+) -> None:
+    """``calibmon report`` of ``day_obs``, ``repeat`` times (alternating with the baseline
+    interpreter when given); prints median wall and CPU seconds and the ratios."""
+    pythons = {"this checkout": cal[0]} | ({"baseline": baseline} if baseline else {})
+    runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in pythons}
+    for _ in range(repeat):
+        for label, py in pythons.items():
+            runs[label].append(
+                run_child([py, *cal[1:], "report", "--day-obs", day_obs, "-o",
+                           str(tmp / "r.html")], env)
+            )  # fmt: skip
+    med = {k: (float(np.median([r[0] for r in v])), float(np.median([r[1] for r in v])))
+           for k, v in runs.items()}  # fmt: skip
+    for label, (wall, cpu) in med.items():
+        print(f"report of {day_obs} ({label}): wall {wall:.2f} s, CPU {cpu:.2f} s "
+              f"(medians of {repeat}; target wall <= 5 s)")  # fmt: skip
+    if baseline:
+        (w, c), (bw, bc) = med["this checkout"], med["baseline"]
+        print(f"ratio to baseline: wall {w / bw:.2f}, CPU {c / bc:.2f}")
 
 
 def write_ratio(path: Path, tmp: Path, reps: int = 3) -> tuple[list[float], list[float]]:

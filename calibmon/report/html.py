@@ -21,10 +21,13 @@ from __future__ import annotations
 import html
 import logging
 import math
+import multiprocessing
 import os
 import re
 import time
+import traceback
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +40,7 @@ from calibmon import __version__
 from calibmon.catalogue import CALIB_TYPES, Catalogue, MetricDef, load_catalogue
 from calibmon.io.detectors import AMP_ORDER_8, AMP_ORDER_16, is_wavefront
 from calibmon.io.detectors import detector_name as name_of_detector
+from calibmon.report.plots import MAX_DETECTOR_LINES
 from calibmon.science.robust import sigma_mad
 from calibmon.store import images as store_images
 from calibmon.store import queries
@@ -183,6 +187,35 @@ def fixed_thresholds(
     return out
 
 
+class SpecLimits:
+    """:func:`out_of_spec` for many amps: the fixed limits that apply are looked up once per
+    (metric, vendor) instead of once per value (a full camera has ~50k amp values)."""
+
+    def __init__(self, cat: Catalogue, instrument: str) -> None:
+        self.cat = cat
+        self.instrument = instrument
+        self._limits: dict[tuple[str, str], list[tuple[float | None, float | None]]] = {}
+
+    def limits(self, metric: str, vendor: str) -> list[tuple[float | None, float | None]]:
+        """(low, high) of every fixed limit of ``metric`` for an amp of ``vendor``."""
+        key = (metric, vendor)
+        lim = self._limits.get(key)
+        if lim is None:
+            mdef = self.cat.metrics.get(metric)
+            ts = mdef.thresholds_for(self.instrument, vendor, kind="fixed") if mdef else []
+            lim = self._limits[key] = [(t.low, t.high) for t in ts]
+        return lim
+
+    def breaks(self, metric: str, vendor: str, value: float) -> bool:
+        """True when ``value`` breaks a fixed limit of ``metric`` for this vendor."""
+        if not math.isfinite(value):
+            return False
+        return any(
+            (lo is not None and value < lo) or (hi is not None and value > hi)
+            for lo, hi in self.limits(metric, vendor)
+        )
+
+
 def out_of_spec(mdef: MetricDef | None, instrument: str, vendor: str, value: float) -> bool:
     """True when ``value`` breaks a fixed threshold of the metric for this amp's vendor."""
     if mdef is None or not math.isfinite(value):
@@ -255,18 +288,6 @@ def _alert_detector_name(instrument: str, det: int | None) -> str:
         return str(det)
 
 
-def day_amp_errors(store, instrument: str, day_obs: str) -> dict[tuple[str, int, str], Any]:
-    """The 1-σ error (or None) of each of the day's amp values, keyed (metric, detector,
-    amp) with the same choice as :func:`calibmon.store.queries.day_amp_values` (the latest
-    record of a metric measured twice)."""
-    rows = store.query(
-        "SELECT metric, detector, amp, error FROM records"
-        " WHERE instrument=? AND day_obs=? AND level='amp' ORDER BY timestamp, seq",
-        (instrument, day_obs),
-    )
-    return {(r[0], r[1], r[2]): r[3] for r in rows}
-
-
 def load_night(
     store,
     instrument: str,
@@ -275,13 +296,7 @@ def load_night(
     nights: int,
     metrics: Sequence[str] | None = None,
 ) -> NightData:
-    amps = queries.day_amp_values(store, instrument, day_obs)
-    if not amps.empty:
-        errs = day_amp_errors(store, instrument, day_obs)
-        keys = zip(amps["metric"], amps["detector"], amps["amp"], strict=True)
-        amps["error"] = pd.to_numeric(
-            pd.Series([errs.get(k) for k in keys], dtype=object), errors="coerce"
-        )
+    amps = queries.day_amp_values(store, instrument, day_obs)  # values and their errors
     if metrics is not None:
         amps = amps[amps["metric"].isin(list(metrics))].reset_index(drop=True)
     present = set(amps["metric"]) if not amps.empty else set()
@@ -360,6 +375,22 @@ def render_png(kind: str, args: tuple, kwargs: dict, dpi: int = 100) -> bytes | 
     return None if fig is None else png_bytes(fig, dpi)
 
 
+# Worker processes drawing the figures (forked, so nothing is imported twice); one figure
+# takes ~0.1–0.3 s, so fewer than MIN_FIGURES_PER_WORKER figures a worker are drawn here.
+FIGURE_WORKERS = min(2, os.cpu_count() or 1)
+MIN_FIGURES_PER_WORKER = 6
+
+
+def _draw_job(job: tuple[str, tuple, dict]) -> tuple[bytes | None, str | None, str | None]:
+    """(PNG or None, None, None), or (None, reason, traceback) when the figure could not be
+    drawn (one figure never takes the report down)."""
+    kind, args, kwargs = job
+    try:
+        return render_png(kind, args, kwargs), None, None
+    except Exception as exc:
+        return None, _reason(exc), traceback.format_exc()
+
+
 class _Figures:
     """Collects the report's figures as (function, arguments) while the sections are
     written, and draws them at the end; sections insert a placeholder that :meth:`fill`
@@ -376,21 +407,31 @@ class _Figures:
         self.contexts.append(self.context)
         return f"\x00FIG{len(self.jobs) - 1}\x00"
 
-    def _draw(self, i: int) -> tuple[bytes | None, str | None]:
-        """(PNG or None, None) or (None, reason) when the figure could not be drawn."""
-        kind, args, kwargs, _, alt = self.jobs[i]
-        try:
-            return render_png(kind, args, kwargs), None
-        except Exception as exc:  # one figure never takes the report down
-            reason = _reason(exc)
-            where = self.contexts[i]
-            log.warning("report %s: figure %s not drawn: %s", where, alt, reason)
-            log.debug("report %s: figure %s", where, alt, exc_info=True)
-            return None, reason
+    def _draw_all(self) -> list[tuple[bytes | None, str | None]]:
+        """(PNG or None, None) or (None, reason) per figure, in order. Many figures are drawn
+        by :data:`FIGURE_WORKERS` forked processes (matplotlib is CPU-bound and single
+        threaded; a full camera's ~45 figures are most of the report's time); failures are
+        logged here, in the parent, whichever process drew them."""
+        jobs = [(kind, args, kwargs) for kind, args, kwargs, _, _ in self.jobs]
+        workers = min(FIGURE_WORKERS, len(jobs) // MIN_FIGURES_PER_WORKER)
+        if workers > 1:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                results = list(pool.map(_draw_job, jobs))
+        else:
+            results = [_draw_job(j) for j in jobs]
+        drawn: list[tuple[bytes | None, str | None]] = []
+        for i, (png, reason, trace) in enumerate(results):
+            if reason is not None:
+                where, alt = self.contexts[i], self.jobs[i][4]
+                log.warning("report %s: figure %s not drawn: %s", where, alt, reason)
+                log.debug("report %s: figure %s\n%s", where, alt, trace)
+            drawn.append((png, reason))
+        return drawn
 
     def fill(self, text: str) -> str:
         t0 = time.perf_counter()
-        drawn = [self._draw(i) for i in range(len(self.jobs))]
+        drawn = self._draw_all()
         log.debug("report: %d figures in %.1f s", len(drawn), time.perf_counter() - t0)
         import base64
 
@@ -461,6 +502,7 @@ def section_glance(nd: NightData, cat: Catalogue) -> str:
         "<th class=l>thresholds</th></tr>"
     )
     rows = []
+    spec = SpecLimits(cat, nd.instrument)
     for m in nd.metrics:
         sub = nd.amps[nd.amps["metric"] == m]
         v = sub["value"].to_numpy(float)
@@ -468,8 +510,8 @@ def section_glance(nd: NightData, cat: Catalogue) -> str:
         smad = sigma_mad(v)
         mdef = cat.metrics.get(m)
         n_bad = sum(
-            out_of_spec(mdef, nd.instrument, vend, val)
-            for vend, val in zip(sub["vendor"], sub["value"], strict=True)
+            spec.breaks(m, vend, val)
+            for vend, val in zip(sub["vendor"].tolist(), v.tolist(), strict=True)
         )
         n_fire = len(nd.firing_amps.get(m, ()))
         rows.append(
@@ -698,11 +740,20 @@ def section_ptc(nd: NightData, store, figs: _Figures) -> str:
 def section_trends(nd: NightData, store, cat: Catalogue, figs: _Figures) -> str:
     days = nd.nights
     summ = queries.summary_values(store, nd.instrument, days)
-    need_fallback = []
-    for m in nd.metrics:
-        cam = summ[(summ["metric"] == m) & (summ["level"] == "camera")]
-        if set(cam["day_obs"]) != set(days):
-            need_fallback.append(m)
+    # camera rows as {metric: {day_obs: (median, σ_MAD)}}, detector rows grouped by metric:
+    # one pass over the frame instead of a boolean mask per metric and a .loc per night
+    cam_of: dict[str, dict[str, tuple[float, float]]] = {}
+    is_cam = (summ["level"] == "camera").to_numpy()
+    for d, m, v, s in zip(
+        summ["day_obs"][is_cam].tolist(),
+        summ["metric"][is_cam].tolist(),
+        summ["value"][is_cam].tolist(),
+        summ["sigma_mad"][is_cam].tolist(),
+        strict=True,
+    ):
+        cam_of.setdefault(m, {})[d] = (float(v), float(s))
+    dets_of = dict(iter(summ[summ["level"] == "detector"].groupby("metric", sort=False)))
+    need_fallback = [m for m in nd.metrics if set(cam_of.get(m, {})) != set(days)]
     amp_days = queries.amp_values_of_days(store, nd.instrument, days, need_fallback)
     out = [
         f'<p class="note">The last {len(days)} night(s) with data up to {_day(nd.day_obs)} '
@@ -711,14 +762,14 @@ def section_trends(nd: NightData, store, cat: Catalogue, figs: _Figures) -> str:
         "specification limits.</p><div class=grid>"
     ]
     for m in nd.metrics:
-        cam = summ[(summ["metric"] == m) & (summ["level"] == "camera")].set_index("day_obs")
-        dets = summ[(summ["metric"] == m) & (summ["level"] == "detector")]
+        cam = cam_of.get(m, {})
+        dets = dets_of.get(m, summ.iloc[:0])
         amp_m = amp_days[amp_days["metric"] == m] if m in need_fallback else None
         med, sig = [], []
         for d in days:
-            if d in cam.index:
-                med.append(float(cam.loc[d, "value"]))
-                sig.append(float(cam.loc[d, "sigma_mad"]))
+            if d in cam:
+                med.append(cam[d][0])
+                sig.append(cam[d][1])
             elif amp_m is not None and (amp_m["day_obs"] == d).any():
                 v = amp_m.loc[amp_m["day_obs"] == d, "value"].to_numpy(float)
                 mm = float(np.median(v))
@@ -729,8 +780,10 @@ def section_trends(nd: NightData, store, cat: Catalogue, figs: _Figures) -> str:
                 sig.append(math.nan)
         det_series: dict[str, tuple[list[str], list[float]]] = {}
         if not dets.empty:
-            for name, g in dets.groupby("detector_name"):
-                det_series[str(name)] = (list(g["day_obs"]), list(g["value"].astype(float)))
+            # beyond MAX_DETECTOR_LINES detectors the figure draws no per-detector lines
+            if dets["detector_name"].nunique() <= MAX_DETECTOR_LINES:
+                for name, g in dets.groupby("detector_name"):
+                    det_series[str(name)] = (g["day_obs"].tolist(), g["value"].tolist())
         elif amp_m is not None and not amp_m.empty:
             g2 = amp_m.groupby(["detector_name", "day_obs"])["value"].median()
             for (name, d), v in g2.items():
@@ -780,20 +833,24 @@ def section_amp_table(nd: NightData, cat: Catalogue) -> str:
         + "</tr>"
     )
     rows_all, rows_flagged = [], []
-    for (det, amp), vals in wide.iterrows():
+    spec = SpecLimits(cat, nd.instrument)
+    firing_of = [nd.firing_amps.get(m, set()) for m in metrics]
+    # plain lists of floats (NaN where absent): ~50k cells read as Series items cost seconds
+    values = wide.reindex(columns=metrics).to_numpy(float).tolist()
+    errs_of = errors.to_numpy(float).tolist() if errors is not None else None
+    for i, (det, amp) in enumerate(wide.index):
         cells, flagged = [], (det, amp) in firing_any
-        errs = errors.loc[(det, amp)] if errors is not None else {}
-        for m in metrics:
-            v = vals.get(m)
+        vend = vendor.get(det, "")
+        for j, m in enumerate(metrics):
+            v = values[i][j]
             cls = []
-            finite = isinstance(v, float) and math.isfinite(v)
-            if finite and out_of_spec(cat.metrics.get(m), nd.instrument, vendor.get(det, ""), v):
+            if spec.breaks(m, vend, v):
                 cls.append("bad")
                 flagged = True
-            if (det, amp) in nd.firing_amps.get(m, set()):
+            if (det, amp) in firing_of[j]:
                 cls.append("alert")
             c = f" class='{' '.join(cls)}'" if cls else ""
-            cells.append(f"<td{c}>{_fmt_pm(v, errs.get(m))}</td>")
+            cells.append(f"<td{c}>{_fmt_pm(v, errs_of[i][j] if errs_of else None)}</td>")
         row = (
             f"<tr{' class=firing' if (det, amp) in firing_any else ''}><td class=l>{_e(det)}"
             f"</td><td class=l>{_e(amp)}</td>{''.join(cells)}</tr>"

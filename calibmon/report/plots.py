@@ -109,13 +109,20 @@ def histogram_figure(
         if hi <= lo:
             lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
         bins = np.linspace(lo, hi, 41 if allv.size > 60 else 16)
-        ax.hist(
-            [np.clip(np.asarray(v, float), lo, hi) for v in values_by_vendor.values()],
-            bins=bins,
-            stacked=True,
-            label=[f"{k or 'other'} ({len(v)})" for k, v in values_by_vendor.items()],
-            color=[VENDOR_COLOURS.get(k, "#7f7f7f") for k in values_by_vendor],
-        )
+        # stacked filled steps, one patch per vendor (what ax.hist(stacked=True) shows, drawn
+        # as 2 patches instead of 2 × 40 bar rectangles)
+        base = np.zeros(bins.size - 1)
+        for k, v in values_by_vendor.items():
+            counts, _ = np.histogram(np.clip(np.asarray(v, float), lo, hi), bins=bins)
+            ax.stairs(
+                base + counts,
+                bins,
+                baseline=base.copy(),
+                fill=True,
+                label=f"{k or 'other'} ({len(v)})",
+                color=VENDOR_COLOURS.get(k, "#7f7f7f"),
+            )
+            base = base + counts
         med = float(np.median(allv))
         smad = sigma_mad(allv)
         ax.axvline(med, color="black", lw=1)
@@ -129,6 +136,9 @@ def histogram_figure(
     ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10, fontweight="bold", x=0.02, ha="left")
     return fig
+
+
+MAX_DETECTOR_LINES = 20  # more detectors: the trend shows the all-amps median only
 
 
 def trend_figure(
@@ -149,7 +159,7 @@ def trend_figure(
     x = np.arange(len(days))
     med = np.asarray(camera_median, float)
     sig = np.asarray(camera_sigma, float)
-    if detector_medians and len(detector_medians) <= 20:
+    if detector_medians and len(detector_medians) <= MAX_DETECTOR_LINES:
         for name, (ddays, vals) in sorted(detector_medians.items()):
             xs = [x_of[d] for d in ddays if d in x_of]
             vs = [v for d, v in zip(ddays, vals, strict=True) if d in x_of]

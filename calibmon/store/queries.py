@@ -5,7 +5,6 @@ indexed columns, so their cost follows the nights asked for, not the history.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -127,10 +126,11 @@ def day_amp_values(store, instrument: str, day_obs: str) -> pd.DataFrame:
     """The day's amp-level values, one row per (metric, detector, amp) (the latest record
     when a metric was measured twice, e.g. flats in two filters): columns ``metric``,
     ``calib_type``, ``unit``, ``detector``, ``detector_name``, ``amp``, ``vendor``,
-    ``physical_filter``, ``value``. Plain SQL, fast for a whole camera."""
+    ``physical_filter``, ``value`` and ``error`` (the value's 1σ, same unit; NaN where the
+    metric has none). Plain SQL, fast for a whole camera."""
     rows = store.query(
         "SELECT metric, calib_type, unit, detector, detector_name, amp, vendor,"
-        " physical_filter, value, timestamp FROM records"
+        " physical_filter, value, error, timestamp FROM records"
         " WHERE instrument=? AND day_obs=? AND level='amp' ORDER BY timestamp, seq",
         (instrument, day_obs),
     )
@@ -144,9 +144,11 @@ def day_amp_values(store, instrument: str, day_obs: str) -> pd.DataFrame:
         "vendor",
         "physical_filter",
         "value",
+        "error",
         "timestamp",
     ]
     df = pd.DataFrame([tuple(r) for r in rows], columns=cols)
+    df["error"] = pd.to_numeric(df["error"], errors="coerce").astype(float)
     if df.empty:
         return df.drop(columns="timestamp")
     df = df.drop_duplicates(["metric", "detector", "amp"], keep="last")
@@ -160,32 +162,28 @@ def summary_values(store, instrument: str, days: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(
             columns=["day_obs", "metric", "level", "detector_name", "value", "sigma_mad"]
         )
+    # σ_MAD read by SQLite's json_extract (C) instead of json.loads per row; stats that are
+    # not valid JSON (never written by calibmon) give NaN rather than failing the query
     rows = store.query(
-        "SELECT day_obs, metric, level, detector_name, value, stats FROM records"
-        f" WHERE instrument=? AND level IN ('detector','camera')"
+        "SELECT day_obs, metric, level, detector_name, value,"
+        " CASE WHEN json_valid(stats) THEN json_extract(stats, '$.sigma_mad') END AS sig"
+        " FROM records WHERE instrument=? AND level IN ('detector','camera')"
         f" AND day_obs IN ({','.join('?' * len(days))}) ORDER BY day_obs, timestamp, seq",
         [instrument, *days],
     )
-    out = []
-    for r in rows:
-        sig = math.nan
-        if r["stats"]:
-            with contextlib.suppress(ValueError, TypeError):
-                sig = float(json.loads(r["stats"]).get("sigma_mad", math.nan))
-        out.append(
-            (
-                r["day_obs"],
-                r["metric"],
-                r["level"],
-                r["detector_name"] or "",
-                float(r["value"]),
-                sig,
-            )
-        )
+    out = [(r[0], r[1], r[2], r[3] or "", float(r[4]), _float_or_nan(r[5])) for r in rows]
     df = pd.DataFrame(
         out, columns=["day_obs", "metric", "level", "detector_name", "value", "sigma_mad"]
     )
     return df.drop_duplicates(["day_obs", "metric", "level", "detector_name"], keep="last")
+
+
+def _float_or_nan(x: Any) -> float:
+    """A JSON number as float; NaN for null, text or anything else."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def amp_values_of_days(store, instrument: str, days: Sequence[str], metrics: Sequence[str]):
