@@ -18,7 +18,7 @@ def test_sigma_per_mad_constant() -> None:
     # the stdlib inverse CDF gives scipy's double exactly (records stay bit-identical)
     from scipy.special import ndtri
 
-    assert robust.SIGMA_PER_MAD == float(1.0 / ndtri(0.75))
+    assert float(1.0 / ndtri(0.75)) == robust.SIGMA_PER_MAD
 
 
 def test_one_sigma_mad_everywhere() -> None:

@@ -8,7 +8,7 @@ import pytest
 from calibmon.alerts.rules import RuleParams
 from calibmon.catalogue import MetricDef, Threshold
 from calibmon.dashboards.build import threshold_steps
-from calibmon.report.html import fixed_thresholds, out_of_spec
+from calibmon.report.thresholds import fixed_thresholds, out_of_spec
 
 # a limit for LATISS written in lower case (the case that used to disagree: the alert
 # engine matched it, the report and the dashboards did not), one vendor-specific limit
