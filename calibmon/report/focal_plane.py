@@ -104,24 +104,13 @@ def _all_slot_names(raft_xy: tuple[int, int]) -> list[str]:
 
 
 def _titles(fig: Figure, title: str, sub: str) -> None:
-    h = fig.get_size_inches()[1]
-    fig.text(
-        0.3 / fig.get_size_inches()[0],
-        1 - 0.3 / h,
-        title,
-        fontsize=12,
-        fontweight="bold",
-        va="center",
+    w, h = fig.get_size_inches()
+    lines = (  # (inches from the top, text, style)
+        (0.3, title, {"fontsize": 12, "fontweight": "bold"}),
+        (0.62, sub, {"fontsize": 7.5, "color": "#444444", "wrap": True}),
     )
-    fig.text(
-        0.3 / fig.get_size_inches()[0],
-        1 - 0.62 / h,
-        sub,
-        fontsize=7.5,
-        color="#444444",
-        va="center",
-        wrap=True,
-    )
+    for y_in, text, style in lines:
+        fig.text(0.3 / w, 1 - y_in / h, text, va="center", **style)
 
 
 def boxes(boxes_xywh: Sequence[mosaic.Box], gid: str = "", **kwargs) -> PolyCollection:

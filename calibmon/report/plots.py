@@ -61,32 +61,16 @@ def png_data_uri(fig: Figure, dpi: int = 100) -> str:
 
 
 def _threshold_lines(ax, thresholds: Sequence[tuple[str, float]], vertical: bool) -> None:
+    line = ax.axvline if vertical else ax.axhline
     for label, t in thresholds:
-        if vertical:
-            ax.axvline(t, color=ALERT_COLOUR, ls="--", lw=1.2)
-            ax.text(
-                t,
-                0.98,
-                f" {label}",
-                transform=ax.get_xaxis_transform(),
-                color=ALERT_COLOUR,
-                fontsize=7,
-                va="top",
-                ha="left",
-                rotation=90,
-            )
-        else:
-            ax.axhline(t, color=ALERT_COLOUR, ls="--", lw=1.2)
-            ax.text(
-                0.005,
-                t,
-                f"{label} ",
-                transform=ax.get_yaxis_transform(),
-                color=ALERT_COLOUR,
-                fontsize=7,
-                va="bottom",
-                ha="left",
-            )
+        line(t, color=ALERT_COLOUR, ls="--", lw=1.2)
+        if vertical:  # the label along the line, at the top
+            at = {"x": t, "y": 0.98, "s": f" {label}", "transform": ax.get_xaxis_transform(),
+                  "va": "top", "rotation": 90}  # fmt: skip
+        else:  # the label above the line, at the left
+            at = {"x": 0.005, "y": t, "s": f"{label} ", "transform": ax.get_yaxis_transform(),
+                  "va": "bottom"}  # fmt: skip
+        ax.text(**at, color=ALERT_COLOUR, fontsize=7, ha="left")
 
 
 def histogram_figure(

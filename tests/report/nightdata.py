@@ -119,6 +119,13 @@ def _stats(v: np.ndarray) -> Stats:
     )
 
 
+def _summary(common: dict, level: str, det: int | None, name: str | None, vend: str, vals):
+    """A detector or camera record of ``vals`` (median, σ_MAD, … as the pipeline writes)."""
+    st = _stats(vals)
+    return MetricRecord(value=st.median, level=level, detector=det, detector_name=name,
+                        amp=None, vendor=vend, stats=st, **common)  # fmt: skip
+
+
 def night_records(
     day_obs: str,
     detectors: Sequence[str],
@@ -152,6 +159,9 @@ def night_records(
             gain_source="ptc_gain (store)",
         )
         pf = "empty" if ct in ("flat", "ptc") else ""
+        common = dict(metric=metric, unit=m.unit, calib_type=ct, instrument=instrument,
+                      day_obs=day_obs, physical_filter=pf, timestamp=ts, provenance=prov)  # fmt: skip
+
         every: list[float] = []
         for name in detectors:
             vend = vendor_of(instrument, name)
@@ -186,47 +196,9 @@ def night_records(
                 )
             every += list(vals)
             if summaries:
-                st = _stats(vals)
-                out.append(
-                    MetricRecord(
-                        metric=metric,
-                        value=st.median,
-                        unit=m.unit,
-                        calib_type=ct,
-                        level="detector",
-                        instrument=instrument,
-                        detector=det,
-                        detector_name=name,
-                        amp=None,
-                        day_obs=day_obs,
-                        physical_filter=pf,
-                        vendor=vend,
-                        timestamp=ts,
-                        provenance=prov,
-                        stats=st,
-                    )
-                )
+                out.append(_summary(common, "detector", det, name, vend, vals))
         if summaries and every:
-            st = _stats(np.asarray(every))
-            out.append(
-                MetricRecord(
-                    metric=metric,
-                    value=st.median,
-                    unit=m.unit,
-                    calib_type=ct,
-                    level="camera",
-                    instrument=instrument,
-                    detector=None,
-                    detector_name=None,
-                    amp=None,
-                    day_obs=day_obs,
-                    physical_filter=pf,
-                    vendor="",
-                    timestamp=ts,
-                    provenance=prov,
-                    stats=st,
-                )
-            )
+            out.append(_summary(common, "camera", None, None, "", np.asarray(every)))
     return out
 
 
