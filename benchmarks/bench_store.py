@@ -322,7 +322,7 @@ def write_ratio(path: Path, tmp: Path, reps: int = 3) -> tuple[list[float], list
 
 def report_queries(path: Path, day_obs: str) -> tuple[float, float, float]:
     """The store's share of the report: the night's data as the report gathers it
-    (``calibmon.report.html.load_night``-style reads through ``calibmon.store.queries``),
+    (``calibmon.report.nightdata.load_night``-style reads through ``calibmon.store.queries``),
     without rendering a figure."""
     from calibmon.store import queries
 
