@@ -170,9 +170,11 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]
         "runpy.run_module('calibmon.cli', run_name='__main__')\n"
     )
     t0 = time.perf_counter()
+    # run outside any checkout: ``python -c`` puts the working directory first on sys.path,
+    # and each interpreter must import its own calibmon (the baseline's, or this one's)
     proc = subprocess.Popen(
         [cmd[0], "-c", launcher, *cmd[3:]], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE, cwd=tempfile.gettempdir(),
     )  # fmt: skip
     assert proc.stderr is not None
     err = proc.stderr.read().decode(errors="replace")
