@@ -12,7 +12,8 @@ import os
 import re
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from calibmon.report.plots import png_bytes
@@ -38,7 +39,8 @@ def render_png(kind: str, args: tuple, kwargs: dict, dpi: int = 100) -> bytes | 
 
 
 # Worker processes drawing the figures (forked, so nothing is imported twice); one figure
-# takes ~0.1–0.3 s, so fewer than MIN_FIGURES_PER_WORKER figures a worker are drawn here.
+# takes ~0.05–0.2 s, so a report with fewer than MIN_FIGURES_PER_WORKER figures a worker
+# draws them in this process.
 FIGURE_WORKERS = min(2, os.cpu_count() or 1)
 MIN_FIGURES_PER_WORKER = 6
 
@@ -53,35 +55,68 @@ def _draw_job(job: tuple[str, tuple, dict]) -> tuple[bytes | None, str | None, s
         return None, reason_of(exc), traceback.format_exc()
 
 
+def _result(
+    job: tuple[str, tuple, dict], fut: Future | None
+) -> tuple[bytes | None, str | None, str | None]:
+    """A job's :func:`_draw_job` result from its worker, or drawn here when it has none or
+    its worker died (a killed worker must not lose the report)."""
+    if fut is not None:
+        try:
+            return fut.result()
+        except (BrokenProcessPool, CancelledError):
+            log.debug("report: a figure worker failed; drawing here", exc_info=True)
+    return _draw_job(job)
+
+
 class Figures:
     """Collects the report's figures as (function, arguments) while the sections are
-    written, and draws them at the end; sections insert a placeholder that :meth:`fill`
-    replaces with the ``<figure>`` (so the drawing could move to worker processes without
-    touching the sections)."""
+    written; sections insert a placeholder that :meth:`fill` replaces with the ``<figure>``.
+
+    Drawing is CPU-bound and matplotlib single-threaded, and a full camera's ~45 figures are
+    most of the report's time: once a report has enough figures to share
+    (:data:`MIN_FIGURES_PER_WORKER` per worker), they go to :data:`FIGURE_WORKERS` forked
+    processes as they are added, so the workers draw while the later sections are still
+    being written. Failures are logged by :meth:`fill`, in this process.
+    """
 
     def __init__(self) -> None:
         self.jobs: list[tuple[str, tuple, dict, str, str]] = []
         self.context = ""  # instrument and day_obs of the figures added now, for log lines
         self.contexts: list[str] = []
+        self._futures: list[Future | None] = []
+        self._pool: ProcessPoolExecutor | None = None
 
     def add(self, kind: str, *args: Any, caption: str, alt: str, **kwargs: Any) -> str:
         self.jobs.append((kind, args, kwargs, caption, alt))
         self.contexts.append(self.context)
+        self._futures.append(None)
+        enough = len(self.jobs) >= FIGURE_WORKERS * MIN_FIGURES_PER_WORKER
+        if self._pool is None and FIGURE_WORKERS > 1 and enough:
+            ctx = multiprocessing.get_context("fork")
+            self._pool = ProcessPoolExecutor(FIGURE_WORKERS, mp_context=ctx)
+        if self._pool is not None:
+            for i, fut in enumerate(self._futures):
+                if fut is None:
+                    self._futures[i] = self._pool.submit(_draw_job, self.jobs[i][:3])
         return f"\x00FIG{len(self.jobs) - 1}\x00"
 
+    def truncate(self, n: int) -> None:
+        """Forget the figures added after the first ``n`` (a section that failed)."""
+        for fut in self._futures[n:]:
+            if fut is not None:
+                fut.cancel()
+        del self.jobs[n:], self.contexts[n:], self._futures[n:]
+
     def _draw_all(self) -> list[tuple[bytes | None, str | None]]:
-        """(PNG or None, None) or (None, reason) per figure, in order. Many figures are drawn
-        by :data:`FIGURE_WORKERS` forked processes (matplotlib is CPU-bound and single
-        threaded; a full camera's ~45 figures are most of the report's time); failures are
-        logged here, in the parent, whichever process drew them."""
-        jobs = [(kind, args, kwargs) for kind, args, kwargs, _, _ in self.jobs]
-        workers = min(FIGURE_WORKERS, len(jobs) // MIN_FIGURES_PER_WORKER)
-        if workers > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                results = list(pool.map(_draw_job, jobs))
-        else:
-            results = [_draw_job(j) for j in jobs]
+        """(PNG or None, None) or (None, reason) per figure, in order."""
+        try:
+            results = [
+                _result(job[:3], fut) for job, fut in zip(self.jobs, self._futures, strict=True)
+            ]
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
         drawn: list[tuple[bytes | None, str | None]] = []
         for i, (png, reason, trace) in enumerate(results):
             if reason is not None:

@@ -96,7 +96,7 @@ def _isolated(what: str, build: Callable[[], str], figs: Figures) -> str:
     try:
         return build()
     except Exception as exc:  # one section never takes the report down
-        del figs.jobs[n_jobs:], figs.contexts[n_jobs:]
+        figs.truncate(n_jobs)
         reason = reason_of(exc)
         log.warning("report: section %s not drawn: %s", what, reason)
         log.debug("report: section %s", what, exc_info=True)
