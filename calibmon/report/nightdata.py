@@ -17,6 +17,8 @@ from calibmon.store import queries
 
 @dataclass
 class NightData:
+    """What the report shows of one instrument-night (values in their catalogue units)."""
+
     instrument: str
     day_obs: str
     amps: pd.DataFrame  # queries.day_amp_values
@@ -34,10 +36,13 @@ class NightData:
 
 
 def metric_of_rule(cat: Catalogue) -> dict[str, str]:
+    """The metric each catalogue rule (threshold name) is about."""
     return {t.rule: m.name for m in cat for t in m.thresholds}
 
 
 def alert_detector_name(instrument: str, det: int | None) -> str:
+    """Name of an alert's detector number (``""`` for a camera-level alert; the number as
+    text when the instrument does not know it)."""
     if det is None:
         return ""
     try:
@@ -54,6 +59,9 @@ def load_night(
     nights: int,
     metrics: Sequence[str] | None = None,
 ) -> NightData:
+    """The night's amp values (with errors), ordered metrics, present detectors and amps,
+    vendors, firing alerts and recent transitions, runs and software, and the last
+    ``nights`` day_obs up to ``day_obs`` (for the trends); ``metrics`` limits the metrics."""
     amps = queries.day_amp_values(store, instrument, day_obs)  # values and their errors
     if metrics is not None:
         amps = amps[amps["metric"].isin(list(metrics))].reset_index(drop=True)

@@ -59,6 +59,7 @@ GLOSSARY = (
 
 
 def unit_of(nd: NightData, cat: Catalogue, metric: str) -> str:
+    """The metric's unit: the catalogue's, else the stored records'."""
     if metric in cat:
         return cat.unit(metric)
     u = nd.amps.loc[nd.amps["metric"] == metric, "unit"]
@@ -66,6 +67,7 @@ def unit_of(nd: NightData, cat: Catalogue, metric: str) -> str:
 
 
 def title_of(metric: str) -> str:
+    """``read_noise`` → ``Read noise``."""
     return metric.replace("_", " ").capitalize()
 
 
@@ -477,8 +479,3 @@ def section_amp_table(nd: NightData, cat: Catalogue) -> str:
     else:
         out.append(f"<h3>All amps ({len(rows_all)})</h3>{table}")
     return "".join(out)
-
-
-def section_glossary() -> str:
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in GLOSSARY)
-    return f'<table class="kv">{rows}</table>'

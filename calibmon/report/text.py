@@ -13,10 +13,12 @@ from calibmon.report.plots import FigureUnavailable
 
 
 def esc(x: Any) -> str:
+    """HTML-escaped text of ``x`` (``""`` for None)."""
     return html.escape("" if x is None else str(x))
 
 
 def fmt(v: Any) -> str:
+    """A number to 4 significant digits (``–`` when not finite); other values as text."""
     if v is None:
         return ""
     if isinstance(v, float | np.floating):
