@@ -1,6 +1,7 @@
 """A year of a full camera's history in the store: is on-call still fast?
 
     python benchmarks/bench_store.py [--nights 365] [--store PATH] [--keep] [--push]
+    python benchmarks/bench_store.py --store PATH --only report [--baseline-python PY] [--repeat N]
 
 Builds a synthetic LSSTCam history (every detector of ``lsstcam_detectors()``, 16 amps
 each, 8 for wavefront sensors: 3,216 amps; 15 amp metrics plus detector and camera
@@ -19,7 +20,10 @@ Prints each time and the ratios that carry the targets (issue 16): report of a n
 <= 5 s, full export <= 500 MB peak RSS, nightly write of night N within 20 % of night 1
 (mean of the first and last 5 nights: one night's write is noisy on a shared machine).
 ``--store PATH`` reuses (or builds once into) a store, so the queries can be re-run
-without building again.
+without building again. ``--only report`` times just the report of the last night;
+``--baseline-python`` (another checkout's interpreter, e.g. ``/work/main/.venv/bin/python``)
+times the same report with that code, alternating runs, and prints the ratios (a shared
+machine's load changes both alike).
 """
 
 from __future__ import annotations
@@ -166,9 +170,11 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]
         "runpy.run_module('calibmon.cli', run_name='__main__')\n"
     )
     t0 = time.perf_counter()
+    # run outside any checkout: ``python -c`` puts the working directory first on sys.path,
+    # and each interpreter must import its own calibmon (the baseline's, or this one's)
     proc = subprocess.Popen(
         [cmd[0], "-c", launcher, *cmd[3:]], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE, cwd=tempfile.gettempdir(),
     )  # fmt: skip
     assert proc.stderr is not None
     err = proc.stderr.read().decode(errors="replace")
@@ -188,6 +194,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     ap.add_argument("--push", action="store_true", help="also push the last night to influxd")
     ap.add_argument("--skip-exports", action="store_true", help="no full exports (slow)")
+    ap.add_argument("--only", choices=["report"], help="time only this step")
+    ap.add_argument("--baseline-python", help="also time the report with this interpreter")
+    ap.add_argument("--repeat", type=int, default=3, help="report runs each (--only report)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
@@ -206,6 +215,9 @@ def main() -> None:
             n_records = store.count_records()
         last = days[-1]
         print(f"{n_records} records, {len(days)} nights")
+        if args.only == "report":
+            time_report(cal, env, last, tmp, args.repeat, args.baseline_python)
+            return
 
         results: dict[str, tuple[float, float, float]] = {}
         results["report of one night"] = run_child(
@@ -260,6 +272,29 @@ def main() -> None:
             print(f"kept {tmp}")
 
 
+def time_report(
+    cal: list[str], env: dict[str, str], day_obs: str, tmp: Path, repeat: int, baseline: str | None
+) -> None:
+    """``calibmon report`` of ``day_obs``, ``repeat`` times (alternating with the baseline
+    interpreter when given); prints median wall and CPU seconds and the ratios."""
+    pythons = {"this checkout": cal[0]} | ({"baseline": baseline} if baseline else {})
+    runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in pythons}
+    for _ in range(repeat):
+        for label, py in pythons.items():
+            runs[label].append(
+                run_child([py, *cal[1:], "report", "--day-obs", day_obs, "-o",
+                           str(tmp / "r.html")], env)
+            )  # fmt: skip
+    med = {k: (float(np.median([r[0] for r in v])), float(np.median([r[1] for r in v])))
+           for k, v in runs.items()}  # fmt: skip
+    for label, (wall, cpu) in med.items():
+        print(f"report of {day_obs} ({label}): wall {wall:.2f} s, CPU {cpu:.2f} s "
+              f"(medians of {repeat}; target wall <= 5 s)")  # fmt: skip
+    if baseline:
+        (w, c), (bw, bc) = med["this checkout"], med["baseline"]
+        print(f"ratio to baseline: wall {w / bw:.2f}, CPU {c / bc:.2f}")
+
+
 def write_ratio(path: Path, tmp: Path, reps: int = 3) -> tuple[list[float], list[float]]:
     """Nightly write on a full history vs on an empty store, measured back to back (same
     machine load): the same new nights written into a fresh store (its nights 1..reps)
@@ -289,18 +324,18 @@ def write_ratio(path: Path, tmp: Path, reps: int = 3) -> tuple[list[float], list
 
 def report_queries(path: Path, day_obs: str) -> tuple[float, float, float]:
     """The store's share of the report: the night's data as the report gathers it
-    (``calibmon.report.html.load_night``-style reads through ``calibmon.store.frames``),
+    (``calibmon.report.nightdata.load_night``-style reads through ``calibmon.store.queries``),
     without rendering a figure."""
-    from calibmon.store import frames
+    from calibmon.store import queries
 
     with Store(path) as store:
         t0, c0 = time.perf_counter(), time.process_time()
-        days = [d for d in frames.day_obs_list(store, INSTRUMENT) if d <= day_obs][-14:]
-        frames.instruments_on(store, day_obs)
-        frames.runs_for_day(store, INSTRUMENT, day_obs)
-        frames.day_amp_values(store, INSTRUMENT, day_obs)
-        frames.summary_values(store, INSTRUMENT, days)
-        frames.amp_values_of_days(store, INSTRUMENT, days, ["read_noise"])
+        days = [d for d in queries.day_obs_list(store, INSTRUMENT) if d <= day_obs][-14:]
+        queries.instruments_on(store, day_obs)
+        queries.runs_for_day(store, INSTRUMENT, day_obs)
+        queries.day_amp_values(store, INSTRUMENT, day_obs)
+        queries.summary_values(store, INSTRUMENT, days)
+        queries.amp_values_of_days(store, INSTRUMENT, days, ["read_noise"])
         return (time.perf_counter() - t0, time.process_time() - c0,
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
 

@@ -128,6 +128,21 @@ class Threshold(BaseModel):
                 raise ValueError(f"message uses unknown field(s): {', '.join(sorted(unknown))}")
         return self
 
+    def applies_to(self, instrument: str | None, vendor: str | None, level: str = "amp") -> bool:
+        """True when this rule is meant for values of ``instrument``, ``vendor`` and ``level``.
+
+        The one matching rule (alert engine, report, dashboards): instrument and vendor
+        compare case-insensitively (``LATISS``/``latiss``, ``ITL``/``itl``). ``instrument``
+        None means no particular instrument: only rules without ``instrument`` apply.
+        ``vendor`` None means any vendor (vendor-specific rules apply too); ``""`` means an
+        amp of unknown vendor (vendor-specific rules do not apply).
+        """
+        if self.level != level:
+            return False
+        if self.instrument and (instrument or "").lower() != self.instrument.lower():
+            return False
+        return vendor is None or not self.vendor or self.vendor.upper() == vendor.upper()
+
 
 class MetricDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -143,6 +158,22 @@ class MetricDef(BaseModel):
     reference: str = ""
     spec: str = ""
     thresholds: list[Threshold] = Field(default_factory=list)
+
+    def thresholds_for(
+        self,
+        instrument: str | None,
+        vendor: str | None = None,
+        level: str = "amp",
+        kind: str | None = None,
+    ) -> list[Threshold]:
+        """The metric's rules of ``kind`` (any when None) that apply to values of
+        ``instrument``, ``vendor`` and ``level`` (:meth:`Threshold.applies_to`), in
+        catalogue order."""
+        return [
+            t
+            for t in self.thresholds
+            if (kind is None or t.kind == kind) and t.applies_to(instrument, vendor, level)
+        ]
 
 
 class CatalogueDoc(BaseModel):

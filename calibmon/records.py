@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from calibmon.dayobs import check_day_obs
+
 Level = Literal["amp", "detector", "camera"]
 
 
@@ -61,6 +63,32 @@ class Provenance(BaseModel):
     processed_at: str
 
 
+PROVENANCE_FIELDS: tuple[str, ...] = (
+    "run",
+    "exposures",
+    "n_exposures",
+    "software_version",
+    "config_hash",
+    "processed_at",
+    "input_calibs",
+)
+"""The declared keys of :class:`Provenance`, in the order exports write them as columns
+(any other key is an extra, e.g. ``gain_source``)."""
+
+POINT_PROVENANCE_FIELDS: tuple[str, ...] = (
+    "run",
+    "day_obs",
+    "exposures",
+    "n_exposures",
+    "software_version",
+    "config_hash",
+)
+"""What a time-series point carries as provenance fields (DESIGN.md §5): the run, the
+record's ``day_obs`` (a string field, since InfluxQL cannot range over tags) and the
+provenance of :data:`PROVENANCE_FIELDS` except the bulky or per-run ``processed_at`` and
+``input_calibs``. The InfluxDB sinks write them, the dashboards read them."""
+
+
 class MetricRecord(BaseModel):
     """One measured number (DESIGN.md §4)."""
 
@@ -106,9 +134,7 @@ class MetricRecord(BaseModel):
     @field_validator("day_obs")
     @classmethod
     def _day_obs(cls, v: str) -> str:
-        if len(v) != 8 or not v.isdigit():
-            raise ValueError(f"day_obs must be YYYYMMDD, got {v!r}")
-        return v
+        return check_day_obs(v)
 
     def identity(self) -> tuple[str, str, str, int, str, str]:
         """The store's unique key: (metric, level, instrument, detector, amp, timestamp)."""

@@ -91,10 +91,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibmon.catalogue import Threshold
-
-# 1 / Φ⁻¹(3/4) (same constant as calibmon.science.robust.SIGMA_PER_MAD, written out so
-# this module does not import scipy): σ ≈ 1.4826·MAD for Gaussian scatter.
-SIGMA_PER_MAD = 1.482602218505602
+from calibmon.science.robust import SIGMA_PER_MAD
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
@@ -164,13 +161,10 @@ class RuleParams:
         return self.threshold.kind
 
     def applies_to(self, instrument: str, vendor: str, level: str) -> bool:
-        """True when the rule is meant for this instrument, vendor and record level."""
-        t = self.threshold
-        if t.level != level:
-            return False
-        if t.instrument and t.instrument.lower() != instrument.lower():
-            return False
-        return not (t.vendor and t.vendor.upper() != (vendor or "").upper())
+        """True when the rule is meant for this instrument, vendor and record level
+        (:meth:`calibmon.catalogue.Threshold.applies_to`; no vendor: vendor rules do not
+        apply)."""
+        return self.threshold.applies_to(instrument, vendor or "", level)
 
 
 @dataclass(frozen=True, slots=True)

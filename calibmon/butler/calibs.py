@@ -70,6 +70,7 @@ from calibmon.butler.repo import (
 from calibmon.calibs import registry
 from calibmon.calibs.products import CALIB_TYPES, AmpPlane, ProductHeader, write_product
 from calibmon.config import Settings
+from calibmon.dayobs import format_day_obs
 from calibmon.errors import CalibError, ConfigError
 from calibmon.io import detectors as dets
 from calibmon.science.robust import clipped_mean, sigma_mad
@@ -205,7 +206,7 @@ def _day_obs_of_inputs(exp: StackExposure | None, meta: dict[str, Any]) -> str |
             return str(min(ids) // 100000)
     cd = str(meta.get("CALIBDATE", "") or "").strip()[:10]
     try:
-        return date.fromisoformat(cd).strftime("%Y%m%d")
+        return format_day_obs(date.fromisoformat(cd))
     except ValueError:
         return None
 

@@ -26,26 +26,26 @@ An unbounded begin becomes :data:`EARLIEST_DAY`; an unbounded end stays open (No
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 
 from astropy.time import Time
+
+from calibmon import dayobs
 
 # The day_obs of an unbounded begin: the Butler's own "beginning of time" for calibrations
 # certified without --begin-date is far earlier than any camera data; 1970-01-01 keeps
 # calibmon's YYYY-MM-DD dates.
 EARLIEST_DAY = "1970-01-01"
-DAY_OBS_OFFSET = timedelta(hours=12)  # day_obs = date of (UTC − 12 h), Rubin's convention
 
 
 def day_obs_start(day: date) -> Time:
     """Start of day_obs ``day``: ``day`` 12:00 UTC (as an astropy Time, UTC scale)."""
-    return Time(datetime(day.year, day.month, day.day, 12, tzinfo=UTC), scale="utc")
+    return Time(dayobs.day_obs_start(day), scale="utc")
 
 
 def day_obs_of(instant: Time) -> date:
     """The day_obs (as a date) an instant belongs to: the date of UTC − 12 h."""
-    utc = instant.utc.to_datetime(timezone=UTC)
-    return (utc - DAY_OBS_OFFSET).date()
+    return dayobs.parse_day_obs(dayobs.day_obs_for(instant.utc.to_datetime(timezone=UTC)))
 
 
 def first_day_starting_at_or_after(instant: Time) -> date:
@@ -67,8 +67,7 @@ def timespan_to_days(begin: Time | None, end: Time | None) -> tuple[str, str | N
 
 def day_obs_instant_tai(day_obs: str) -> Time:
     """The instant a day_obs (``YYYYMMDD``) is looked up at: its start, in TAI."""
-    d = date(int(day_obs[:4]), int(day_obs[4:6]), int(day_obs[6:8]))
-    return day_obs_start(d).tai
+    return day_obs_start(dayobs.parse_day_obs(day_obs)).tai
 
 
 def format_tai(t: Time | None) -> str:

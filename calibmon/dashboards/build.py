@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from calibmon.catalogue import CALIB_TYPES, Catalogue, MetricDef, load_catalogue
+from calibmon.records import POINT_PROVENANCE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ UIDS = {
     "ptc": "calibmon-ptc",
     "health": "calibmon-health",
 }
-PROVENANCE_FIELDS = (
-    "run",
-    "day_obs",
-    "exposures",
-    "n_exposures",
-    "software_version",
-    "config_hash",
-)
 
 # Metrics whose dimensionless value reads best as a percentage / in scientific notation.
 _PERCENT = re.compile(r"fraction|_pass$|nonlinearity")
@@ -83,11 +76,8 @@ def grafana_unit(metric: str, unit: str) -> str:
 def threshold_steps(m: MetricDef | None, instrument: str | None = None) -> list[dict[str, Any]]:
     """Grafana threshold steps from the metric's fixed rules (green inside, red outside)."""
     lows, highs = [], []
-    for t in m.thresholds if m else ():
-        if t.kind != "fixed" or t.level != "amp" or t.vendor is not None:
-            continue
-        if t.instrument not in (None, instrument):
-            continue
+    # vendor "": vendor-specific limits would be wrong for half the amps of a panel
+    for t in m.thresholds_for(instrument, vendor="", kind="fixed") if m else ():
         if t.low is not None:
             lows.append(t.low)
         if t.high is not None:
@@ -288,6 +278,33 @@ def prom_target(expr: str, ref: str = "A", legend: str = "", instant: bool = Fal
     return t
 
 
+def _panel(
+    kind: str,
+    title: str,
+    targets: list[dict],
+    description: str,
+    ds: dict,
+    defaults: dict[str, Any],
+    overrides: list | None,
+    options: dict[str, Any],
+) -> dict:
+    """The keys every panel has; ``defaults`` is the field config's (unit, thresholds, …)."""
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": ds,
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+        "options": options,
+    }
+
+
+def _thresholds(steps: list[dict] | None) -> dict[str, Any]:
+    """Grafana's absolute threshold steps (default: everything good)."""
+    return {"mode": "absolute", "steps": steps or [{"color": GOOD, "value": None}]}
+
+
 def timeseries(
     title: str,
     targets: list[dict],
@@ -299,37 +316,22 @@ def timeseries(
     points: bool = True,
     ds: dict = INFLUX,
 ) -> dict:
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": ds,
-        "targets": targets,
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "color": {"mode": "palette-classic"},
-                "thresholds": {
-                    "mode": "absolute",
-                    "steps": steps or [{"color": GOOD, "value": None}],
-                },
-                "custom": {
-                    "drawStyle": "line",
-                    "lineWidth": 1,
-                    "fillOpacity": 0,
-                    "showPoints": "always" if points else "auto",
-                    "pointSize": 4,
-                    "spanNulls": True,
-                    "thresholdsStyle": {"mode": threshold_style},
-                },
-            },
-            "overrides": [],
-        },
-        "options": {
-            "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
+    custom = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "fillOpacity": 0,
+        "showPoints": "always" if points else "auto",
+        "pointSize": 4,
+        "spanNulls": True,
+        "thresholdsStyle": {"mode": threshold_style},
     }
+    defaults = {"unit": unit, "color": {"mode": "palette-classic"},
+                "thresholds": _thresholds(steps), "custom": custom}  # fmt: skip
+    options = {
+        "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+    return _panel("timeseries", title, targets, description, ds, defaults, None, options)
 
 
 def stat(
@@ -343,32 +345,16 @@ def stat(
     overrides: list | None = None,
     graph: bool = True,
 ) -> dict:
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": ds,
-        "targets": targets,
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "color": {"mode": "thresholds"},
-                "thresholds": {
-                    "mode": "absolute",
-                    "steps": steps or [{"color": GOOD, "value": None}],
-                },
-            },
-            "overrides": overrides or [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "value",
-            "graphMode": "area" if graph else "none",
-            "textMode": "value_and_name",
-            "justifyMode": "auto",
-            "orientation": "auto",
-        },
+    defaults = {"unit": unit, "color": {"mode": "thresholds"}, "thresholds": _thresholds(steps)}
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "value",
+        "graphMode": "area" if graph else "none",
+        "textMode": "value_and_name",
+        "justifyMode": "auto",
+        "orientation": "auto",
     }
+    return _panel("stat", title, targets, description, ds, defaults, overrides, options)
 
 
 def table(
@@ -381,23 +367,11 @@ def table(
     unit: str = "none",
     ds: dict = INFLUX,
 ) -> dict:
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": ds,
-        "targets": targets,
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "custom": {"align": "auto", "filterable": True},
-                "thresholds": {"mode": "absolute", "steps": [{"color": GOOD, "value": None}]},
-            },
-            "overrides": overrides or [],
-        },
-        "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
-        "transformations": transformations or [],
-    }
+    defaults = {"unit": unit, "custom": {"align": "auto", "filterable": True},
+                "thresholds": _thresholds(None)}  # fmt: skip
+    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
+    panel = _panel("table", title, targets, description, ds, defaults, overrides, options)
+    return panel | {"transformations": transformations or []}
 
 
 def _link_to(uid: str, title: str) -> dict[str, Any]:
@@ -670,7 +644,7 @@ def per_detector(cat: Catalogue, ns: str = NAMESPACE) -> dict[str, Any]:
 def per_amp(cat: Catalogue, ns: str = NAMESPACE) -> dict[str, Any]:
     """(c) One amp: each metric with its thresholds and the detector median for context."""
     lay = _Layout()
-    prov = ", ".join(f'"{f}"' for f in PROVENANCE_FIELDS)
+    prov = ", ".join(f'"{f}"' for f in POINT_PROVENANCE_FIELDS)
     lay.add(
         table(
             "Provenance of $calib_type measurements — $detector $amp",

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from calibmon.dayobs import day_obs_start, parse_day_obs
 from calibmon.errors import InputError
 from calibmon.io import detectors as dets
 from calibmon.io.geometry import AmpGeometry, amp_geometry
@@ -106,7 +107,7 @@ def check_day_obs(path: str, value: Any) -> str:
     if len(text) != 8 or not text.isdigit():
         raise InputError(path, f"DAYOBS={show(value)} is not YYYYMMDD")
     try:
-        d = datetime.strptime(text, "%Y%m%d").date()
+        d = parse_day_obs(text)
     except ValueError:
         raise InputError(path, f"DAYOBS={show(value)} is not a calendar date") from None
     if not DAY_OBS_YEARS[0] <= d.year <= DAY_OBS_YEARS[1]:
@@ -118,7 +119,7 @@ def check_day_obs(path: str, value: Any) -> str:
 
 def day_obs_window(day_obs: str) -> tuple[datetime, datetime]:
     """UTC interval [start, end) of exposure starts that ``day_obs`` may name, edge included."""
-    d = datetime.strptime(day_obs, "%Y%m%d").replace(hour=12, tzinfo=UTC)
+    d = day_obs_start(day_obs)
     edge = timedelta(seconds=DAY_OBS_EDGE_S)
     return d - edge, d + timedelta(days=1) + edge
 

@@ -24,7 +24,8 @@ from calibmon.io.detectors import (
     is_wavefront,
 )
 from calibmon.report import mosaic
-from calibmon.store.frames import IMAGE_UNITS, AmpImage
+from calibmon.science.robust import sigma_mad
+from calibmon.store.images import IMAGE_UNITS, AmpImage
 
 MISSING_COLOUR = "#d9d9d9"
 ALERT_COLOUR = "#d62728"
@@ -54,7 +55,7 @@ def image_limits(kind: str, image: np.ndarray) -> tuple[float, float]:
     if kind == "flat" or v.size == 0:
         return robust_limits(v, 0.5, 99.5)
     med = float(np.median(v))
-    smad = 1.4826 * float(np.median(np.abs(v - med)))
+    smad = sigma_mad(v)
     if not smad > 0:
         return robust_limits(v, 0.5, 99.5)
     lo, hi = (3.0, 8.0) if kind == "dark" else (5.0, 5.0)
@@ -103,24 +104,13 @@ def _all_slot_names(raft_xy: tuple[int, int]) -> list[str]:
 
 
 def _titles(fig: Figure, title: str, sub: str) -> None:
-    h = fig.get_size_inches()[1]
-    fig.text(
-        0.3 / fig.get_size_inches()[0],
-        1 - 0.3 / h,
-        title,
-        fontsize=12,
-        fontweight="bold",
-        va="center",
+    w, h = fig.get_size_inches()
+    lines = (  # (inches from the top, text, style)
+        (0.3, title, {"fontsize": 12, "fontweight": "bold"}),
+        (0.62, sub, {"fontsize": 7.5, "color": "#444444", "wrap": True}),
     )
-    fig.text(
-        0.3 / fig.get_size_inches()[0],
-        1 - 0.62 / h,
-        sub,
-        fontsize=7.5,
-        color="#444444",
-        va="center",
-        wrap=True,
-    )
+    for y_in, text, style in lines:
+        fig.text(0.3 / w, 1 - y_in / h, text, va="center", **style)
 
 
 def boxes(boxes_xywh: Sequence[mosaic.Box], gid: str = "", **kwargs) -> PolyCollection:

@@ -16,6 +16,7 @@ from left to right. An amp image stored in readout order is flipped along each a
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def amp_cell(amp: str, detsec: str | None = None, vendor: str = "") -> AmpCell:
     return AmpCell(i, 1, vendor.upper() != "E2V", True)
 
 
+@functools.cache  # ~3k amps × every map of a report
 def amp_box(instrument: str, detector_name: str, amp: str) -> Box:
     """Where an amp is drawn, in CCD units (1/8 of the CCD wide, 1/2 high)."""
     x0, y0, w, h = ccd_box(instrument, detector_name)

@@ -17,7 +17,9 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from calibmon.store.frames import PtcCurve
+from calibmon.dayobs import day_obs_iso
+from calibmon.science.robust import sigma_mad
+from calibmon.store.images import PtcCurve
 
 ALERT_COLOUR = "#d62728"
 # Log axes: the smallest and largest limits we set (a range that spills over the float64
@@ -59,32 +61,16 @@ def png_data_uri(fig: Figure, dpi: int = 100) -> str:
 
 
 def _threshold_lines(ax, thresholds: Sequence[tuple[str, float]], vertical: bool) -> None:
+    line = ax.axvline if vertical else ax.axhline
     for label, t in thresholds:
-        if vertical:
-            ax.axvline(t, color=ALERT_COLOUR, ls="--", lw=1.2)
-            ax.text(
-                t,
-                0.98,
-                f" {label}",
-                transform=ax.get_xaxis_transform(),
-                color=ALERT_COLOUR,
-                fontsize=7,
-                va="top",
-                ha="left",
-                rotation=90,
-            )
-        else:
-            ax.axhline(t, color=ALERT_COLOUR, ls="--", lw=1.2)
-            ax.text(
-                0.005,
-                t,
-                f"{label} ",
-                transform=ax.get_yaxis_transform(),
-                color=ALERT_COLOUR,
-                fontsize=7,
-                va="bottom",
-                ha="left",
-            )
+        line(t, color=ALERT_COLOUR, ls="--", lw=1.2)
+        if vertical:  # the label along the line, at the top
+            at = {"x": t, "y": 0.98, "s": f" {label}", "transform": ax.get_xaxis_transform(),
+                  "va": "top", "rotation": 90}  # fmt: skip
+        else:  # the label above the line, at the left
+            at = {"x": 0.005, "y": t, "s": f"{label} ", "transform": ax.get_yaxis_transform(),
+                  "va": "bottom"}  # fmt: skip
+        ax.text(**at, color=ALERT_COLOUR, fontsize=7, ha="left")
 
 
 def histogram_figure(
@@ -107,15 +93,22 @@ def histogram_figure(
         if hi <= lo:
             lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
         bins = np.linspace(lo, hi, 41 if allv.size > 60 else 16)
-        ax.hist(
-            [np.clip(np.asarray(v, float), lo, hi) for v in values_by_vendor.values()],
-            bins=bins,
-            stacked=True,
-            label=[f"{k or 'other'} ({len(v)})" for k, v in values_by_vendor.items()],
-            color=[VENDOR_COLOURS.get(k, "#7f7f7f") for k in values_by_vendor],
-        )
+        # stacked filled steps, one patch per vendor (what ax.hist(stacked=True) shows, drawn
+        # as 2 patches instead of 2 × 40 bar rectangles)
+        base = np.zeros(bins.size - 1)
+        for k, v in values_by_vendor.items():
+            counts, _ = np.histogram(np.clip(np.asarray(v, float), lo, hi), bins=bins)
+            ax.stairs(
+                base + counts,
+                bins,
+                baseline=base.copy(),
+                fill=True,
+                label=f"{k or 'other'} ({len(v)})",
+                color=VENDOR_COLOURS.get(k, "#7f7f7f"),
+            )
+            base = base + counts
         med = float(np.median(allv))
-        smad = float(1.4826 * np.median(np.abs(allv - med)))
+        smad = sigma_mad(allv)
         ax.axvline(med, color="black", lw=1)
         ax.set_title(f"median {med:.4g}, σ_MAD {smad:.3g}, n {allv.size}", fontsize=8)
         ax.legend(fontsize=7, frameon=False, loc="upper right")
@@ -127,6 +120,9 @@ def histogram_figure(
     ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10, fontweight="bold", x=0.02, ha="left")
     return fig
+
+
+MAX_DETECTOR_LINES = 20  # more detectors: the trend shows the all-amps median only
 
 
 def trend_figure(
@@ -147,7 +143,7 @@ def trend_figure(
     x = np.arange(len(days))
     med = np.asarray(camera_median, float)
     sig = np.asarray(camera_sigma, float)
-    if detector_medians and len(detector_medians) <= 20:
+    if detector_medians and len(detector_medians) <= MAX_DETECTOR_LINES:
         for name, (ddays, vals) in sorted(detector_medians.items()):
             xs = [x_of[d] for d in ddays if d in x_of]
             vs = [v for d, v in zip(ddays, vals, strict=True) if d in x_of]
@@ -166,9 +162,7 @@ def trend_figure(
         ax.axvline(x_of[highlight_day], color="#1f77b4", alpha=0.3, lw=6)
     step = max(1, len(days) // 8)
     ax.set_xticks(x[::step])
-    ax.set_xticklabels(
-        [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days[::step]], rotation=30, fontsize=7, ha="right"
-    )
+    ax.set_xticklabels([day_obs_iso(d) for d in days[::step]], rotation=30, fontsize=7, ha="right")
     ax.set_ylabel(unit, fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     if detector_medians and 1 < len(detector_medians) <= 8:

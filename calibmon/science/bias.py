@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibmon.science.robust import clipped_stats_fast, truncation_std_factor
+from calibmon.science.robust import SIGMA_PER_MAD, clipped_stats_fast, truncation_std_factor
 
 # Variance of the rounding of a continuous signal to integer ADU: uniform on a unit
 # interval, 1/12 adu² (Sheppard's correction). Removed from read-noise variances so that
@@ -68,7 +68,7 @@ def overscan_frame_noise_rows(
         return FrameNoise(float(np.mean(lv)) if lv.size else math.nan, math.nan, 0)
     r0 = os_ - lv[:, None]
     sample = np.abs(r0[::8])
-    sigma0 = 1.482602218505602 * float(np.median(sample))
+    sigma0 = SIGMA_PER_MAD * float(np.median(sample))
     if not (sigma0 > 0.0 and math.isfinite(sigma0)):
         return FrameNoise(float(np.mean(lv)), math.nan, 0)
     good = np.abs(r0) <= nsigma * sigma0
@@ -153,7 +153,7 @@ def master_bias_stats_with_errors(master_bias_adu: np.ndarray) -> MasterBiasStat
     rows = rows[np.isfinite(rows)]
     if rows.size >= 2:
         mad = float(np.median(np.abs(rows - np.median(rows))))
-        mean_err = 1.482602218505602 * mad / math.sqrt(rows.size)
+        mean_err = SIGMA_PER_MAD * mad / math.sqrt(rows.size)
     else:
         mean_err = math.nan
     n = int(np.count_nonzero(np.isfinite(img)))

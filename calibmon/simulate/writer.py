@@ -29,6 +29,7 @@ from typing import Any
 import fitsio
 import numpy as np
 
+from calibmon.dayobs import check_day_obs, parse_day_obs
 from calibmon.io.detectors import detector_number, is_guider, is_valid_name, is_wavefront
 from calibmon.simulate import physics
 from calibmon.simulate import truth as truth_mod
@@ -126,12 +127,7 @@ def obs_id(instrument: str, day_obs: str, seqnum: int) -> str:
 
 
 def _check_day_obs(day_obs: str) -> dt.date:
-    try:
-        if len(day_obs) != 8 or not day_obs.isdigit():
-            raise ValueError
-        return dt.datetime.strptime(day_obs, "%Y%m%d").date()
-    except (ValueError, TypeError):
-        raise ValueError(f"day_obs must be YYYYMMDD, got {day_obs!r}") from None
+    return parse_day_obs(check_day_obs(day_obs))
 
 
 def _night_start(day_obs: str) -> dt.datetime:

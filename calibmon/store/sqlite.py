@@ -665,8 +665,8 @@ class Store:
     def frame(self, **filters: Any):
         """Records as a pandas DataFrame, one row per record, provenance flattened
         (notebook API; filters: metric, calib_type, instrument, detector_name, detector,
-        amp, level, day_obs, since, until — see :func:`calibmon.store.frames.frame`)."""
-        from calibmon.store.frames import frame
+        amp, level, day_obs, since, until — see :func:`calibmon.store.dataframes.frame`)."""
+        from calibmon.store.dataframes import frame
 
         return frame(self, **filters)
 

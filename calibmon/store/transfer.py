@@ -83,8 +83,8 @@ def export_jsonl(
 
 
 def _frame_row(row: tuple, cache: _JsonCache) -> dict[str, Any]:
-    """A stored row flattened as :func:`calibmon.store.frames._row` flattens a record."""
-    from calibmon.store.frames import _PROVENANCE_KNOWN, COLUMNS
+    """A stored row flattened as :func:`calibmon.store.dataframes._row` flattens a record."""
+    from calibmon.store.dataframes import _PROVENANCE_KNOWN, COLUMNS
 
     d = _export_dict(row, cache)
     p = d.pop("provenance")
@@ -123,7 +123,7 @@ def _extra_columns(store: Store, day_obs: str | None, metric: str | None) -> dic
     """Flattened extra provenance columns of the selection and their JSON types, read in
     SQL (``json_each``) day by day before the export writes anything, so every chunk
     of a streamed table has the same columns."""
-    from calibmon.store.frames import _PROVENANCE_KNOWN, COLUMNS
+    from calibmon.store.dataframes import _PROVENANCE_KNOWN, COLUMNS
 
     days = [day_obs] if day_obs else store.days(metric=metric)
     sql = (
@@ -162,7 +162,7 @@ def _extra_columns(store: Store, day_obs: str | None, metric: str | None) -> dic
 def _frame_chunk(chunk: list[tuple], columns: list[str], extras: dict[str, str]):
     import pandas as pd
 
-    from calibmon.store.frames import rows_frame
+    from calibmon.store.dataframes import rows_frame
 
     cache = _JsonCache()
     df = rows_frame([_frame_row(r, cache) for r in chunk]).reindex(columns=columns)
@@ -180,7 +180,7 @@ def _frame_chunk(chunk: list[tuple], columns: list[str], extras: dict[str, str])
 
 
 def _columns(extras: dict[str, str]) -> list[str]:
-    from calibmon.store.frames import COLUMNS
+    from calibmon.store.dataframes import COLUMNS
 
     return list(COLUMNS) + list(extras)
 
@@ -188,7 +188,7 @@ def _columns(extras: dict[str, str]) -> list[str]:
 def export_csv(
     store: Store, fh: IO[str], *, day_obs: str | None = None, metric: str | None = None
 ) -> int:
-    """Write records as CSV (the :func:`~calibmon.store.frames.records_frame` columns),
+    """Write records as CSV (the :func:`~calibmon.store.dataframes.records_frame` columns),
     chunk by chunk; returns how many."""
     extras = _extra_columns(store, day_obs, metric)
     columns = _columns(extras)

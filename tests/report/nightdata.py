@@ -1,7 +1,7 @@
 """Synthetic but realistic stored nights for the report and dashboard tests.
 
 Until the pipeline measures every calib type and fills ``amp_images``/``ptc_curves``, these
-helpers write what it will write, in the documented formats (``calibmon.store.frames``):
+helpers write what it will write, in the documented formats (``calibmon.store.images``):
 
 - :func:`night_records` — amp records of every catalogue metric (or a chosen few) around
   typical LSSTCam values (vendor-dependent where the cameras differ), plus detector and
@@ -39,7 +39,7 @@ from calibmon.io.detectors import (
 from calibmon.records import MetricRecord, Provenance, Stats, iso_utc_ms
 from calibmon.report import mosaic
 from calibmon.simulate.camera import LAYOUTS, segment_geometry
-from calibmon.store.frames import encode_amp_image
+from calibmon.store.images import encode_amp_image
 
 DAYS = ("20251118", "20251119", "20251120", "20251121")
 DETECTORS = ("R22_S11", "R01_S01")  # one e2v, one ITL: the demo's detectors
@@ -119,6 +119,13 @@ def _stats(v: np.ndarray) -> Stats:
     )
 
 
+def _summary(common: dict, level: str, det: int | None, name: str | None, vend: str, vals):
+    """A detector or camera record of ``vals`` (median, σ_MAD, … as the pipeline writes)."""
+    st = _stats(vals)
+    return MetricRecord(value=st.median, level=level, detector=det, detector_name=name,
+                        amp=None, vendor=vend, stats=st, **common)  # fmt: skip
+
+
 def night_records(
     day_obs: str,
     detectors: Sequence[str],
@@ -152,6 +159,9 @@ def night_records(
             gain_source="ptc_gain (store)",
         )
         pf = "empty" if ct in ("flat", "ptc") else ""
+        common = dict(metric=metric, unit=m.unit, calib_type=ct, instrument=instrument,
+                      day_obs=day_obs, physical_filter=pf, timestamp=ts, provenance=prov)  # fmt: skip
+
         every: list[float] = []
         for name in detectors:
             vend = vendor_of(instrument, name)
@@ -186,47 +196,9 @@ def night_records(
                 )
             every += list(vals)
             if summaries:
-                st = _stats(vals)
-                out.append(
-                    MetricRecord(
-                        metric=metric,
-                        value=st.median,
-                        unit=m.unit,
-                        calib_type=ct,
-                        level="detector",
-                        instrument=instrument,
-                        detector=det,
-                        detector_name=name,
-                        amp=None,
-                        day_obs=day_obs,
-                        physical_filter=pf,
-                        vendor=vend,
-                        timestamp=ts,
-                        provenance=prov,
-                        stats=st,
-                    )
-                )
+                out.append(_summary(common, "detector", det, name, vend, vals))
         if summaries and every:
-            st = _stats(np.asarray(every))
-            out.append(
-                MetricRecord(
-                    metric=metric,
-                    value=st.median,
-                    unit=m.unit,
-                    calib_type=ct,
-                    level="camera",
-                    instrument=instrument,
-                    detector=None,
-                    detector_name=None,
-                    amp=None,
-                    day_obs=day_obs,
-                    physical_filter=pf,
-                    vendor="",
-                    timestamp=ts,
-                    provenance=prov,
-                    stats=st,
-                )
-            )
+            out.append(_summary(common, "camera", None, None, "", np.asarray(every)))
     return out
 
 
@@ -336,7 +308,7 @@ def fill_amp_images(
 def ptc_curve(
     gain: float, noise_e: float, a00: float, turnoff_adu: float, n: int = 24, seed: int = 0
 ) -> dict:
-    """One amp's PTC JSON (keys as in ``calibmon.store.frames``)."""
+    """One amp's PTC JSON (keys as in ``calibmon.store.images``)."""
     rng = np.random.default_rng(seed)
     exptime = np.geomspace(0.1, 60.0, n)
     mu = 2200.0 * exptime * (1 - 1e-7 * 2200 * exptime)

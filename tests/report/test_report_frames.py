@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from nightdata import fill_ptc_curves, fire_alert, night_records, write_night
 
+from calibmon.dayobs import to_day_obs
 from calibmon.store import frames
 from calibmon.store.sqlite import Store
 
@@ -61,9 +62,9 @@ def test_frame_filters_like_the_notebook_example(store) -> None:
 
 @pytest.mark.parametrize("text", ["20251101", "2025-11-01", "2025-11-01T12:00:00"])
 def test_day_obs_of_accepts_dates(text) -> None:
-    assert frames.day_obs_of(text) == "20251101"
+    assert to_day_obs(text) == "20251101"
     with pytest.raises(ValueError):
-        frames.day_obs_of("Nov 1")
+        to_day_obs("Nov 1")
 
 
 def test_amp_image_codec_round_trips() -> None:

@@ -11,7 +11,7 @@ from nightdata import ccd_truth_image, fill_amp_images
 from calibmon.io.detectors import AMP_ORDER_16, lsstcam_detectors
 from calibmon.report import mosaic
 from calibmon.simulate.camera import LAYOUTS, segment_geometry
-from calibmon.store.frames import amp_images
+from calibmon.store.images import amp_images
 from calibmon.store.sqlite import Store
 
 

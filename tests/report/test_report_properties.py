@@ -28,7 +28,8 @@ from calibmon.catalogue import load_catalogue
 from calibmon.records import MetricRecord, Provenance, Stats
 from calibmon.report import html as report_html
 from calibmon.report.html import build_report, write_report
-from calibmon.store.frames import IMAGE_KINDS
+from calibmon.report.text import fmt_pm
+from calibmon.store.images import IMAGE_KINDS
 from calibmon.store.sqlite import Store
 
 DETECTOR_POOL = {"LSSTCam": ("R22_S11", "R01_S01", "R00_SW0"), "LATISS": ("RXX_S00",)}
@@ -360,7 +361,7 @@ def test_errors_shown_as_value_plus_minus_error(tmp_path) -> None:
      (2.5e12, 1.0e9, "2.5e+12 ± 1e+09")],
 )  # fmt: skip
 def test_value_error_format(value: float, error: float | None, shown: str) -> None:
-    assert report_html._fmt_pm(value, error) == shown
+    assert fmt_pm(value, error) == shown
 
 
 def test_summaries_without_amp_records(tmp_path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calibmon.service.dayobs import (
+from calibmon.dayobs import (
     day_obs_for,
     day_obs_range,
     day_obs_start,

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from calibmon.cli import main
 from calibmon.records import MetricRecord, Provenance, Stats
 from calibmon.store import transfer
-from calibmon.store.frames import records_frame
+from calibmon.store.dataframes import records_frame
 from calibmon.store.sqlite import Store
 
 from .helpers import days, night_records

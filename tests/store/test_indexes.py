@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calibmon.store import alerts as db
-from calibmon.store import frames
+from calibmon.store import queries
 from calibmon.store.maintenance import maintain
 from calibmon.store.sqlite import Store
 
@@ -58,12 +58,12 @@ class _Plans:
 def test_reads_of_a_night_and_a_window_use_indexes(store: Store) -> None:
     d = days(5)
     with _Plans(store) as plans:
-        assert frames.day_obs_list(store, "LATISS") == [d[2]]
-        assert frames.day_obs_list(store) == d
-        assert frames.instruments_on(store, d[2]) == ["LATISS", "LSSTCam"]  # same count: by name
-        assert len(frames.day_amp_values(store, "LSSTCam", d[4])) == 12
-        assert len(frames.summary_values(store, "LSSTCam", d[-3:])) == 3 * 6
-        assert len(frames.amp_values_of_days(store, "LSSTCam", d[-3:], ["read_noise"])) == 18
+        assert queries.day_obs_list(store, "LATISS") == [d[2]]
+        assert queries.day_obs_list(store) == d
+        assert queries.instruments_on(store, d[2]) == ["LATISS", "LSSTCam"]  # same count: by name
+        assert len(queries.day_amp_values(store, "LSSTCam", d[4])) == 12
+        assert len(queries.summary_values(store, "LSSTCam", d[-3:])) == 3 * 6
+        assert len(queries.amp_values_of_days(store, "LSSTCam", d[-3:], ["read_noise"])) == 18
         n_nights = 5 + 1  # the LATISS night has an R22_S11 too
         assert len(store.frame(metric="read_noise", detector_name="R22_S11")) == n_nights * 4
         assert len(list(store.iter_records(day_obs=d[1]))) == 18

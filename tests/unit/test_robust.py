@@ -15,6 +15,17 @@ from calibmon.science.isr import overscan_correct, overscan_row_levels, residual
 
 def test_sigma_per_mad_constant() -> None:
     assert pytest.approx(1.482602218505602, rel=1e-12) == robust.SIGMA_PER_MAD
+    # the stdlib inverse CDF gives scipy's double exactly (records stay bit-identical)
+    from scipy.special import ndtri
+
+    assert float(1.0 / ndtri(0.75)) == robust.SIGMA_PER_MAD
+
+
+def test_one_sigma_mad_everywhere() -> None:
+    """The report and the alert rules use the science constant, not their own copies."""
+    from calibmon.alerts import rules
+
+    assert rules.SIGMA_PER_MAD is robust.SIGMA_PER_MAD
 
 
 def test_sigma_mad_matches_astropy() -> None:
