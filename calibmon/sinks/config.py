@@ -59,7 +59,7 @@ class _SinkBase(BaseModel):
         return v.rstrip("/")
 
     def secret_values(self) -> list[str]:
-        """Plain secret values of this sink, for :func:`calibmon.sinks.redact.redact`."""
+        """Plain secret values of this sink, for :func:`calibmon.redact.redact`."""
         return held_secrets(self)
 
 

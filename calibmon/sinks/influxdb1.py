@@ -18,14 +18,12 @@ from typing import NoReturn
 import requests
 
 from calibmon.errors import SinkRejected, SinkUnavailable
+from calibmon.http import http_request, status_is_transient
 from calibmon.records import MetricRecord
-from calibmon.sinks.base import Ack, http_request, status_is_transient
+from calibmon.sinks.base import Ack
+from calibmon.sinks.common import RedactsSecrets, clip_message
 from calibmon.sinks.config import InfluxDB1Config
-from calibmon.sinks.redact import redact
 from calibmon.sinks.schema import build_points
-
-MAX_MESSAGE_CHARS = 500
-"""Server messages are cut to this length (influxd quotes whole offending lines)."""
 
 
 def server_message(resp: requests.Response) -> str:
@@ -39,12 +37,10 @@ def server_message(resp: requests.Response) -> str:
         text = str(body.get("error") or body.get("message") or "")
     if not text:
         text = resp.headers.get("X-Influxdb-Error", "") or resp.text.strip() or resp.reason or ""
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[:MAX_MESSAGE_CHARS] + "…"
-    return text
+    return clip_message(text)
 
 
-class InfluxDB1Sink:
+class InfluxDB1Sink(RedactsSecrets):
     """Writes records to an InfluxDB 1.x database (DESIGN §5 schema)."""
 
     def __init__(self, cfg: InfluxDB1Config, *, session: requests.Session | None = None) -> None:
@@ -65,10 +61,6 @@ class InfluxDB1Sink:
             self._params["rp"] = cfg.retention_policy
         self._database_ready = cfg.create_database is not True
         self._may_create = cfg.create_database is not False
-
-    def secret_values(self) -> list[str]:
-        """Secret strings this sink could leak (for redaction)."""
-        return list(self._secrets)
 
     # -- Sink ----------------------------------------------------------------------------
     def write(self, batch: Sequence[MetricRecord]) -> Ack:
@@ -106,8 +98,8 @@ class InfluxDB1Sink:
 
     def _request(self, method: str, path: str, **kwargs: object) -> requests.Response:
         return http_request(
-            self._session, self.name, method, self._cfg.url + path, self._cfg.timeout_s,
-            self._redact, auth=self._auth,
+            self._session, method, self._cfg.url + path, self._cfg.timeout_s, self._redact,
+            lambda msg: SinkUnavailable(self.name, msg), auth=self._auth,
             headers={"Content-Type": "text/plain; charset=utf-8"}, **kwargs,
         )  # fmt: skip
 
@@ -116,6 +108,3 @@ class InfluxDB1Sink:
         if status_is_transient(resp.status_code):
             raise SinkUnavailable(self.name, msg)
         raise SinkRejected(self.name, msg)
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._secrets)

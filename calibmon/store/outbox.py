@@ -10,8 +10,8 @@ sink returned an :class:`~calibmon.sinks.base.Ack`. So:
   tags and time), and a record re-written in the store gets a new ``seq`` and is re-sent
   to overwrite its point.
 
-``SinkUnavailable`` is retried with backoff up to ``max_attempts`` times, then delivery to
-that sink stops for now; ``SinkRejected`` stops it at once and the server's message is
+``SinkUnavailable`` is retried with backoff up to ``max_attempts`` times
+(:func:`calibmon.retry.call_with_retry`), then delivery to that sink stops for now; ``SinkRejected`` stops it at once and the server's message is
 reported (``calibmon push`` shows it). Neither raises: the run goes on. Each batch logs one
 INFO line (sink, records, points, status, seconds); messages are already redacted by the
 sinks.
@@ -26,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from calibmon.errors import SinkRejected, SinkUnavailable
+from calibmon.redact import redact
+from calibmon.retry import call_with_retry
 from calibmon.sinks.base import Sink
-from calibmon.sinks.redact import redact
 from calibmon.store.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -100,40 +101,38 @@ def deliver(
             upcoming = (
                 pool.submit(store.pending_records, name, batch_size, last_seq) if prefetch else None
             )
-            attempt = 0
-            while True:
-                attempt += 1
-                t0 = time.perf_counter()
-                try:
-                    ack = sink.write(records)
-                except SinkRejected as exc:
-                    return _stop(store, sink, log, records, t0, delivered, str(exc), rejected=True)
-                except SinkUnavailable as exc:
-                    if attempt >= max_attempts:
-                        return _stop(
-                            store, sink, log, records, t0, delivered, str(exc), rejected=False
-                        )
-                    _log_batch(
-                        log, name, len(records), None, "unavailable", time.perf_counter() - t0
-                    )
-                    wait = backoff_s[min(attempt - 1, len(backoff_s) - 1)] if backoff_s else 0.0
-                    log.warning(
-                        "sink %s: %s; retry %d/%d in %.1f s",
-                        name,
-                        exc,
-                        attempt,
-                        max_attempts - 1,
-                        wait,
-                    )
-                    sleep(wait)
-                    continue
-                except Exception as exc:  # a bug in a sink must not stop the run either
-                    secrets = getattr(sink, "secret_values", list)()
-                    msg = redact(f"sink {name}: unexpected {type(exc).__name__}: {exc}", secrets)
-                    log.warning("%s", msg)
-                    log.debug("sink %s: traceback of the unexpected error", name, exc_info=True)
-                    return _stop(store, sink, log, records, t0, delivered, msg, rejected=False)
-                break
+            t0 = time.perf_counter()
+
+            def on_retry(
+                attempt: int,
+                exc: BaseException,
+                wait_s: float,
+                n: int = len(records),
+                t0: float = t0,
+            ) -> None:
+                _log_batch(log, name, n, None, "unavailable", time.perf_counter() - t0)
+                log.warning("sink %s: %s; retry %d/%d in %.1f s", name, exc, attempt,
+                            max_attempts - 1, wait_s)  # fmt: skip
+
+            try:
+                ack = call_with_retry(
+                    lambda records=records: sink.write(records),
+                    max_attempts=max_attempts,
+                    backoff_s=backoff_s,
+                    is_transient=lambda exc: isinstance(exc, SinkUnavailable),
+                    sleep=sleep,
+                    before_sleep=on_retry,
+                )
+            except SinkRejected as exc:
+                return _stop(store, sink, log, records, t0, delivered, str(exc), rejected=True)
+            except SinkUnavailable as exc:
+                return _stop(store, sink, log, records, t0, delivered, str(exc), rejected=False)
+            except Exception as exc:  # a bug in a sink must not stop the run either
+                secrets = getattr(sink, "secret_values", list)()
+                msg = redact(f"sink {name}: unexpected {type(exc).__name__}: {exc}", secrets)
+                log.warning("%s", msg)
+                log.debug("sink %s: traceback of the unexpected error", name, exc_info=True)
+                return _stop(store, sink, log, records, t0, delivered, msg, rejected=False)
             store.mark_delivered(name, last_seq)
             delivered += len(records)
             _log_batch(log, name, len(records), ack.n_points, "ok", time.perf_counter() - t0)

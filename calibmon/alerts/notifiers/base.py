@@ -149,33 +149,6 @@ class Notifier(Protocol):
         ...
 
 
-def build_notifier(cfg: NotifierConfig) -> Notifier:
-    """The notifier for one ``notifiers:`` entry."""
-    match cfg.type:
-        case "alertmanager":
-            from calibmon.alerts.notifiers.alertmanager import AlertmanagerNotifier
-
-            return AlertmanagerNotifier(cfg)
-        case "webhook":
-            from calibmon.alerts.notifiers.webhook import WebhookNotifier
-
-            return WebhookNotifier(cfg)
-        case "email":
-            from calibmon.alerts.notifiers.email import EmailNotifier
-
-            return EmailNotifier(cfg)
-    raise ValueError(f"unknown notifier type {cfg.type!r}")
-
-
-def build_notifiers(cfgs: Iterable[NotifierConfig]) -> list[Notifier]:
-    return [build_notifier(c) for c in cfgs]
-
-
-def status_is_transient(status: int) -> bool:
-    """HTTP statuses worth retrying: 5xx, 408, 429."""
-    return status >= 500 or status in (408, 429)
-
-
 def dashboard_link(base: str, instrument: str, detector_name: str = "", amp: str = "") -> str:
     """The Grafana dashboard URL with ``var-instrument``/``var-detector``/``var-amp``."""
     if not base:

@@ -36,7 +36,7 @@ from calibmon.alerts.notifiers.base import (
     subject_line,
 )
 from calibmon.errors import NotifierError
-from calibmon.logs import redact
+from calibmon.redact import redact
 
 log = logging.getLogger(__name__)
 
