@@ -46,6 +46,8 @@ class InfluxDB1Sink(RedactsSecrets):
     def __init__(self, cfg: InfluxDB1Config, *, session: requests.Session | None = None) -> None:
         self.name = cfg.name
         self.batch_size = cfg.batch_size
+        self.max_attempts = cfg.max_attempts
+        self.backoff_s = tuple(cfg.backoff_s)
         self._cfg = cfg
         self._session = session or requests.Session()
         self._auth: tuple[str, str] | None = None

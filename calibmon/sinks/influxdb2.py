@@ -32,6 +32,8 @@ class InfluxDB2Sink(RedactsSecrets):
     def __init__(self, cfg: InfluxDB2Config) -> None:
         self.name = cfg.name
         self.batch_size = cfg.batch_size
+        self.max_attempts = cfg.max_attempts
+        self.backoff_s = tuple(cfg.backoff_s)
         self._cfg = cfg
         self._secrets = cfg.secret_values()
         token = cfg.token.get_secret_value() if cfg.token else ""

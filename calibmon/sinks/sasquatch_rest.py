@@ -125,6 +125,8 @@ class SasquatchRestSink(RedactsSecrets):
     ) -> None:
         self.name = cfg.name
         self.batch_size = cfg.batch_size
+        self.max_attempts = cfg.max_attempts
+        self.backoff_s = tuple(cfg.backoff_s)
         self._cfg = cfg
         self._session = session or requests.Session()
         self._secrets = cfg.secret_values()

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.redact import redact
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BACKOFF_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_BATCH_SIZE = 5000
+DEFAULT_MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,7 @@ def deliver(
     sink: Sink,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    max_attempts: int = 5,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     backoff_s: Sequence[float] = DEFAULT_BACKOFF_S,
     sleep: Callable[[float], None] = time.sleep,
     log: logging.Logger = logger,
@@ -149,16 +151,22 @@ def deliver_all(
     sinks: Iterable[Sink],
     *,
     batch_size: int | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> list[DeliveryReport]:
     """:func:`deliver` to each sink in turn; a failing sink does not stop the others.
 
-    ``batch_size`` defaults to each sink's own ``batch_size`` attribute (from its config).
+    ``batch_size``, ``max_attempts`` and ``backoff_s`` default to each sink's own
+    attributes (from its config); ``kwargs`` given here override them for every sink.
     """
     reports = []
     for sink in sinks:
         size = batch_size or int(getattr(sink, "batch_size", DEFAULT_BATCH_SIZE))
-        reports.append(deliver(store, sink, batch_size=size, **kwargs))  # type: ignore[arg-type]
+        options: dict[str, Any] = {
+            "max_attempts": int(getattr(sink, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            "backoff_s": tuple(getattr(sink, "backoff_s", DEFAULT_BACKOFF_S)),
+            **kwargs,
+        }
+        reports.append(deliver(store, sink, batch_size=size, **options))
     return reports
 
 
