@@ -32,6 +32,15 @@ class Ack:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch encoded for its server: ``payload`` (bytes), ``n_points``, encoding ``seconds``."""
+
+    payload: bytes
+    n_points: int
+    seconds: float
+
+
 @runtime_checkable
 class Sink(Protocol):
     """A remote time-series sink. ``name`` keys its outbox cursor in the store."""
@@ -44,4 +53,19 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections. The sink is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class PreparingSink(Sink, Protocol):
+    """A sink whose ``write`` is ``send(prepare(batch))``: ``prepare`` encodes without I/O
+    (raises SinkRejected for what cannot be encoded), so the outbox can encode batch n+1
+    in a worker while the server digests batch n."""
+
+    def prepare(self, batch: Sequence[MetricRecord]) -> Prepared:
+        """Encode ``batch``; no I/O."""
+        ...
+
+    def send(self, prepared: Prepared) -> Ack:
+        """Write a prepared batch all-or-nothing; raise SinkUnavailable or SinkRejected."""
         ...

@@ -20,7 +20,7 @@ import requests
 from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.http import http_request, status_is_transient
 from calibmon.records import MetricRecord
-from calibmon.sinks.base import Ack
+from calibmon.sinks.base import Ack, Prepared
 from calibmon.sinks.common import RedactsSecrets, clip_message
 from calibmon.sinks.config import InfluxDB1Config
 from calibmon.sinks.schema import build_points
@@ -66,14 +66,24 @@ class InfluxDB1Sink(RedactsSecrets):
 
     # -- Sink ----------------------------------------------------------------------------
     def write(self, batch: Sequence[MetricRecord]) -> Ack:
+        return self.send(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[MetricRecord]) -> Prepared:
+        """Merge and encode ``batch`` (no I/O; the outbox runs it ahead, in a worker)."""
         t0 = time.perf_counter()
-        if not batch:
-            return Ack(0, 0.0)
         try:
             points = build_points(batch, self._cfg.namespace)
             body = "\n".join(p.to_line(self._cfg.precision) for p in points).encode()
         except ValueError as exc:
             raise SinkRejected(self.name, f"cannot encode batch: {exc}") from exc
+        return Prepared(body, len(points), time.perf_counter() - t0)
+
+    def send(self, prepared: Prepared) -> Ack:
+        """POST a prepared batch; raise SinkUnavailable or SinkRejected."""
+        t0 = time.perf_counter()
+        if not prepared.n_points:
+            return Ack(0, 0.0)
+        body = prepared.payload
         if not self._database_ready:
             self._create_database()
         resp = self._request("POST", "/write", params=self._params, data=body)
@@ -84,7 +94,7 @@ class InfluxDB1Sink(RedactsSecrets):
             resp = self._request("POST", "/write", params=self._params, data=body)
         if not resp.ok:
             self._raise_for(resp, "write")
-        return Ack(len(points), time.perf_counter() - t0)
+        return Ack(prepared.n_points, prepared.seconds + time.perf_counter() - t0)
 
     def close(self) -> None:
         self._session.close()

@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.redact import redact
 from calibmon.retry import call_with_retry
-from calibmon.sinks.base import Sink
+from calibmon.sinks.base import Ack, Prepared, PreparingSink, Sink
 from calibmon.store.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -86,23 +87,37 @@ def deliver(
     sleep, log
         Injected clock and logger (tests pass their own).
     prefetch : bool
-        Read the next batch from the store while the server handles the current one.
+        Read (and, for a :class:`~calibmon.sinks.base.PreparingSink`, encode) the next
+        batch while the server handles the current one.
     """
     if batch_size < 1 or max_attempts < 1:
         raise ValueError("batch_size and max_attempts must be at least 1")
     name = sink.name
     delivered = 0
+    prepare = sink.prepare if isinstance(sink, PreparingSink) else None
+
+    def fetch(after_seq: int | None) -> _Batch | None:
+        """The next batch after ``after_seq`` (None: the cursor), encoded when the sink
+        can encode ahead; an encoding error travels with the batch it belongs to."""
+        rows = store.pending_records(name, batch_size, after_seq)
+        if not rows:
+            return None
+        batch = _Batch([r for _, r in rows], rows[-1][0])
+        if prepare is not None:
+            try:
+                batch.prepared = prepare(batch.records)
+            except Exception as exc:
+                batch.error = exc
+        return batch
+
     # While the server digests batch n, a worker thread reads batch n+1 from the store
-    # (records after batch n's last seq). Only reading is overlapped: the cursor still
-    # moves strictly in order, after each acknowledgement.
+    # (records after batch n's last seq) and, for a PreparingSink, encodes it. The cursor
+    # still moves strictly in order, after each acknowledgement.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"outbox-{name}") as pool:
-        batch = store.pending_records(name, limit=batch_size)
-        while batch:
-            records = [r for _, r in batch]
-            last_seq = batch[-1][0]
-            upcoming = (
-                pool.submit(store.pending_records, name, batch_size, last_seq) if prefetch else None
-            )
+        current = fetch(None)
+        while current is not None:
+            records, last_seq = current.records, current.last_seq
+            upcoming = pool.submit(fetch, last_seq) if prefetch else None
             t0 = time.perf_counter()
 
             def on_retry(
@@ -118,7 +133,7 @@ def deliver(
 
             try:
                 ack = call_with_retry(
-                    lambda records=records: sink.write(records),
+                    partial(_write, sink, current),
                     max_attempts=max_attempts,
                     backoff_s=backoff_s,
                     is_transient=lambda exc: isinstance(exc, SinkUnavailable),
@@ -133,17 +148,32 @@ def deliver(
                 secrets = getattr(sink, "secret_values", list)()
                 msg = redact(f"sink {name}: unexpected {type(exc).__name__}: {exc}", secrets)
                 log.warning("%s", msg)
-                log.debug("sink %s: traceback of the unexpected error", name, exc_info=True)
+                log.debug("sink %s: traceback of the unexpected error", name, exc_info=exc)
                 return _stop(store, sink, log, records, t0, delivered, msg, rejected=False)
             store.mark_delivered(name, last_seq)
             delivered += len(records)
             _log_batch(log, name, len(records), ack.n_points, "ok", time.perf_counter() - t0)
-            batch = (
-                upcoming.result()
-                if upcoming is not None
-                else store.pending_records(name, limit=batch_size)
-            )
+            current = upcoming.result() if upcoming is not None else fetch(last_seq)
     return DeliveryReport(name, delivered, store.pending_count(name))
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Records read for one write, their last ``seq``, and what ``prepare`` made of them."""
+
+    records: list[Any]
+    last_seq: int
+    prepared: Prepared | None = None
+    error: BaseException | None = None
+
+
+def _write(sink: Sink, batch: _Batch) -> Ack:
+    """One try at writing ``batch``: its prepared payload when there is one."""
+    if batch.error is not None:
+        raise batch.error
+    if batch.prepared is not None:
+        return sink.send(batch.prepared)  # type: ignore[attr-defined]
+    return sink.write(batch.records)
 
 
 def deliver_all(
