@@ -1,6 +1,8 @@
-"""What the concrete sinks share: message length, redaction with their own secrets."""
+"""What the concrete sinks share: their configured basics, message length, redaction."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from calibmon.redact import redact
 
@@ -13,10 +15,16 @@ def clip_message(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "…"
 
 
-class RedactsSecrets:
-    """Mixin of a sink holding secret strings in ``_secrets`` (list of str)."""
+class ConfiguredSink:
+    """Base of the concrete sinks: ``name``, the outbox's ``batch_size``, ``max_attempts``
+    and ``backoff_s`` from the config, and redaction with the sink's own secrets."""
 
-    _secrets: list[str]
+    def __init__(self, cfg: Any) -> None:
+        self.name: str = cfg.name
+        self.batch_size: int = cfg.batch_size
+        self.max_attempts: int = cfg.max_attempts
+        self.backoff_s: tuple[float, ...] = tuple(cfg.backoff_s)
+        self._secrets: list[str] = cfg.secret_values()
 
     def secret_values(self) -> list[str]:
         """Secret strings this sink could leak (for redaction)."""

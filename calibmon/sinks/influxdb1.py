@@ -21,7 +21,7 @@ from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.http import http_request, status_is_transient
 from calibmon.records import MetricRecord
 from calibmon.sinks.base import Ack, Prepared
-from calibmon.sinks.common import RedactsSecrets, clip_message
+from calibmon.sinks.common import ConfiguredSink, clip_message
 from calibmon.sinks.config import InfluxDB1Config
 from calibmon.sinks.schema import build_points
 
@@ -40,24 +40,20 @@ def server_message(resp: requests.Response) -> str:
     return clip_message(text)
 
 
-class InfluxDB1Sink(RedactsSecrets):
+class InfluxDB1Sink(ConfiguredSink):
     """Writes records to an InfluxDB 1.x database (DESIGN §5 schema)."""
 
     def __init__(self, cfg: InfluxDB1Config, *, session: requests.Session | None = None) -> None:
-        self.name = cfg.name
-        self.batch_size = cfg.batch_size
-        self.max_attempts = cfg.max_attempts
-        self.backoff_s = tuple(cfg.backoff_s)
+        super().__init__(cfg)
         self._cfg = cfg
         self._session = session or requests.Session()
         self._auth: tuple[str, str] | None = None
-        secrets = cfg.secret_values()
         if cfg.username is not None:
             password = cfg.password.get_secret_value() if cfg.password else ""
             self._auth = (cfg.username, password)
-            if password:
-                secrets.append(base64.b64encode(f"{cfg.username}:{password}".encode()).decode())
-        self._secrets = secrets
+            if password:  # the Basic header's value could leak too
+                basic = base64.b64encode(f"{cfg.username}:{password}".encode()).decode()
+                self._secrets.append(basic)
         self._params = {"db": cfg.database, "precision": cfg.precision}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy

@@ -21,21 +21,17 @@ from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.http import status_is_transient
 from calibmon.records import MetricRecord
 from calibmon.sinks.base import Ack
-from calibmon.sinks.common import RedactsSecrets, clip_message
+from calibmon.sinks.common import ConfiguredSink, clip_message
 from calibmon.sinks.config import InfluxDB2Config
 from calibmon.sinks.schema import build_points
 
 
-class InfluxDB2Sink(RedactsSecrets):
+class InfluxDB2Sink(ConfiguredSink):
     """Writes records to an InfluxDB 2.x bucket (DESIGN §5 schema)."""
 
     def __init__(self, cfg: InfluxDB2Config) -> None:
-        self.name = cfg.name
-        self.batch_size = cfg.batch_size
-        self.max_attempts = cfg.max_attempts
-        self.backoff_s = tuple(cfg.backoff_s)
+        super().__init__(cfg)
         self._cfg = cfg
-        self._secrets = cfg.secret_values()
         token = cfg.token.get_secret_value() if cfg.token else ""
         self._client = InfluxDBClient(
             url=cfg.url,

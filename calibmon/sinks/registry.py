@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from calibmon.plugins import build_by_type
 from calibmon.sinks.influxdb1 import InfluxDB1Sink
 from calibmon.sinks.influxdb2 import InfluxDB2Sink
 from calibmon.sinks.sasquatch_rest import SasquatchRestSink
@@ -27,7 +28,4 @@ SINK_TYPES: dict[str, Callable[[Any], Sink]] = {
 
 def build_sink(cfg: SinkConfig) -> Sink:
     """The sink for one ``sinks:`` entry."""
-    cls = SINK_TYPES.get(cfg.type)
-    if cls is None:
-        raise ValueError(f"unknown sink type {cfg.type!r}")
-    return cls(cfg)
+    return build_by_type(SINK_TYPES, cfg, "sink")

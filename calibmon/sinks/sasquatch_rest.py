@@ -46,7 +46,7 @@ from calibmon.errors import SinkRejected, SinkUnavailable
 from calibmon.http import http_request, status_is_transient
 from calibmon.records import MetricRecord
 from calibmon.sinks.base import Ack
-from calibmon.sinks.common import MAX_MESSAGE_CHARS, RedactsSecrets
+from calibmon.sinks.common import MAX_MESSAGE_CHARS, ConfiguredSink
 from calibmon.sinks.config import SasquatchRestConfig
 from calibmon.sinks.schema import PROVENANCE_FIELDS, TAG_KEYS, MetricPoint, build_points
 
@@ -117,19 +117,15 @@ def avro_payload(
     return schema, records
 
 
-class SasquatchRestSink(RedactsSecrets):
+class SasquatchRestSink(ConfiguredSink):
     """Sends records to Sasquatch through its Kafka REST proxy."""
 
     def __init__(
         self, cfg: SasquatchRestConfig, *, session: requests.Session | None = None
     ) -> None:
-        self.name = cfg.name
-        self.batch_size = cfg.batch_size
-        self.max_attempts = cfg.max_attempts
-        self.backoff_s = tuple(cfg.backoff_s)
+        super().__init__(cfg)
         self._cfg = cfg
         self._session = session or requests.Session()
-        self._secrets = cfg.secret_values()
         self._auth_headers: dict[str, str] = {}
         if cfg.token is not None:
             self._auth_headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"

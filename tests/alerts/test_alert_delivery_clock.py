@@ -45,19 +45,20 @@ def _cfg(port: int, **delivery: object) -> dict:
     }
 
 
-def _queue_one(store: Store, catalogue, cfg: dict) -> None:
+def _queue_one(store: Store, catalogue, **delivery: object) -> tuple[dict, int]:
+    """One firing notification queued for a webhook on a free port: (settings, port)."""
+    port = free_port()
+    cfg = _cfg(port, **delivery)
+    settings = cfg["alerts"] | {"notifiers": cfg["notifiers"]}
     store.write_records([record("read_noise", 15.0, DAY)], "t")  # read_noise_high fires
-    rep = evaluate(store, catalogue, cfg["alerts"] | {"notifiers": cfg["notifiers"]}, day_obs=DAY)
-    assert rep.n_queued == 1
+    assert evaluate(store, catalogue, settings, day_obs=DAY).n_queued == 1
+    return settings, port
 
 
 def test_a_row_waits_for_its_retry_on_the_service_clock(
     store: Store, catalogue, service_clock: ManualClock
 ) -> None:
-    port = free_port()
-    cfg = _cfg(port, retry_after_s=600.0, max_retry_after_s=600.0)
-    settings = cfg["alerts"] | {"notifiers": cfg["notifiers"]}
-    _queue_one(store, catalogue, cfg)
+    settings, port = _queue_one(store, catalogue, retry_after_s=600.0, max_retry_after_s=600.0)
     (row,) = db.outbox_rows(store, "hook")
     assert row.created_at == clock.iso(T0)  # queued on the service clock, not the wall clock
 
@@ -85,12 +86,8 @@ def test_a_row_waits_for_its_retry_on_the_service_clock(
 def test_a_row_expires_after_expire_after_s_on_the_service_clock(
     store: Store, catalogue, service_clock: ManualClock
 ) -> None:
-    port = free_port()
-    cfg = _cfg(port, retry_after_s=0.0, expire_after_s=86400.0)
-    settings = cfg["alerts"] | {"notifiers": cfg["notifiers"]}
-    _queue_one(store, catalogue, cfg)
-    receiver = HttpReceiver(port=port).start()
-    receiver.stop()  # the port is known and refuses connections
+    settings, _port = _queue_one(store, catalogue, retry_after_s=0.0, expire_after_s=86400.0)
+    # nothing listens on the port: every try is refused
     service_clock.t = T0 + timedelta(hours=23)
     (rep,) = deliver_pending(store, settings)
     assert rep.gave_up == 0 and rep.pending == 1  # a day has not passed on this clock

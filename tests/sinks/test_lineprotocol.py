@@ -44,8 +44,18 @@ def _refused_string(s: str) -> bool:
     return any(c in s for c in "\n\r\t")
 
 
+def _written(fields: dict) -> dict:
+    """The fields that make it into a line: non-finite floats are left out."""
+    return {k: v for k, v in fields.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
 def _should_refuse(measurement: str, tags: dict, fields: dict) -> bool:
-    names = [measurement, *tags, *tags.values(), *fields]
+    """Whether the encoder must refuse the point (a point with no field written is the
+    empty line: nothing is sent, nothing to refuse)."""
+    fields = _written(fields)
+    if not fields:
+        return False
+    names = [measurement, *tags, *(v for v in tags.values() if v), *fields]
     strings = [v for v in fields.values() if isinstance(v, str)]
     return (
         any(_refused_name(n) for n in names)

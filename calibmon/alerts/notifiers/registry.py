@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from calibmon.alerts.notifiers.alertmanager import AlertmanagerNotifier
 from calibmon.alerts.notifiers.email import EmailNotifier
 from calibmon.alerts.notifiers.webhook import WebhookNotifier
+from calibmon.plugins import build_by_type
 
 if TYPE_CHECKING:
     from calibmon.alerts.config import NotifierConfig
@@ -27,10 +28,7 @@ NOTIFIER_TYPES: dict[str, Callable[[Any], Notifier]] = {
 
 def build_notifier(cfg: NotifierConfig) -> Notifier:
     """The notifier for one ``notifiers:`` entry."""
-    cls = NOTIFIER_TYPES.get(cfg.type)
-    if cls is None:
-        raise ValueError(f"unknown notifier type {cfg.type!r}")
-    return cls(cfg)
+    return build_by_type(NOTIFIER_TYPES, cfg, "notifier")
 
 
 def build_notifiers(cfgs: Iterable[NotifierConfig]) -> list[Notifier]:
