@@ -1,6 +1,6 @@
-"""Outages (issue 16): influxd, Alertmanager, the webhook receiver and the SMTP server are
-all down while ``calibmon serve`` processes a night, and stay down for the rest of the
-simulated day (the daemon's test clock: ``--test-now`` plus one-second ticks, so every tick
+"""Outages (issue 16): influxd, or the notifiers (Alertmanager, a webhook receiver, an SMTP
+server), or all of them, are down while ``calibmon serve`` processes a night and stay down
+for the rest of the simulated day (the daemon's test clock: ``--test-now`` plus one-second ticks, so every tick
 is a firing of the daily job). The night has one amp whose read noise fires an alert. Then they come back — on a day with no new
 data — and every record must reach influxd exactly once and every notification must be
 delivered exactly once: none lost, none twice.
@@ -112,9 +112,12 @@ def _influx_points(influxd: InfluxD1) -> Counter[str]:
     return out
 
 
-def test_everything_down_for_a_day_is_delivered_once_when_it_returns(
-    noisy_night: Path, tmp_path: Path
+@pytest.mark.parametrize("down", ["everything", "influxd", "notifiers"])
+def test_down_for_a_day_then_everything_delivered_once(
+    noisy_night: Path, tmp_path: Path, down: str
 ) -> None:
+    """``down``: which peers are down for the simulated day; the others are up throughout
+    and must get their share at once (one peer's outage never holds up another's)."""
     from aiosmtpd.controller import Controller
 
     influxd = InfluxD1(tmp_path / "influxd")
@@ -129,6 +132,15 @@ def test_everything_down_for_a_day_is_delivered_once_when_it_returns(
     smtp_port = free_port()
     mail = Controller(smtp, hostname="127.0.0.1", port=smtp_port)
 
+    influx_down = down in ("everything", "influxd")
+    notifiers_down = down in ("everything", "notifiers")
+    notifier_servers = (am.start, webhook.start, mail.start)
+    if not influx_down:
+        influxd.start()
+    if not notifiers_down:
+        for start in notifier_servers:
+            start()
+
     store = tmp_path / "state" / "calibmon.sqlite"
     config = _config(tmp_path / "calibmon.yaml", store, influxd.url, am.url, webhook.port,
                      smtp_port)  # fmt: skip
@@ -142,7 +154,7 @@ def test_everything_down_for_a_day_is_delivered_once_when_it_returns(
     )  # fmt: skip
     try:
         daemon.wait_healthy()
-        # -- the outage: every peer is down while the night arrives ------------------------
+        # -- the outage: the peers of ``down`` are down while the night arrives ------------
         copy_night(noisy_night, DAY_OBS, raw)
         wait_for(lambda: store_query(store, "SELECT 1 FROM job_ledger WHERE job='daily'"
                                      " AND day_obs=? AND status='ok'", (DAY_OBS,)),
@@ -151,23 +163,32 @@ def test_everything_down_for_a_day_is_delivered_once_when_it_returns(
         assert n_records > 0
         wait_for(lambda: all(_outbox(store, n) for n in NOTIFIERS), 30,
                  "notifications queued for every notifier")  # fmt: skip
-        # The rest of the simulated day: firings go by and every delivery attempt fails.
+        # The rest of the simulated day: firings go by; every try at a peer that is down
+        # fails, a peer that is up has its share at once.
         ticks = daemon.sample("calibmon_job_runs_total", job="daily", outcome="idle") or 0
         wait_for(lambda: (daemon.sample("calibmon_job_runs_total", job="daily", outcome="idle")
                           or 0) >= ticks + 3, 40, "three more daily firings")  # fmt: skip
-        wait_for(lambda: (daemon.sample("calibmon_sink_errors_total", sink="influx") or 0) >= 3,
-                 30, "failed deliveries to influxd")  # fmt: skip
-        wait_for(lambda: all(max(r[4] for r in _outbox(store, n)) >= 4 for n in NOTIFIERS), 30,
-                 "failed delivery attempts on every notifier")  # fmt: skip
-        assert _pending_records(store) == n_records
-        assert all(r[2] is None for n in NOTIFIERS for r in _outbox(store, n))
-        assert not webhook.requests and not smtp.envelopes
+        if influx_down:
+            wait_for(lambda: (daemon.sample("calibmon_sink_errors_total", sink="influx") or 0)
+                     >= 3, 30, "failed deliveries to influxd")  # fmt: skip
+            assert _pending_records(store) == n_records
+        else:
+            wait_for(lambda: _pending_records(store) == 0, 30, "records delivered at once")
+        if notifiers_down:
+            wait_for(lambda: all(max(r[4] for r in _outbox(store, n)) >= 4 for n in NOTIFIERS),
+                     30, "failed delivery attempts on every notifier")  # fmt: skip
+            assert all(r[2] is None for n in NOTIFIERS for r in _outbox(store, n))
+            assert not webhook.requests and not smtp.envelopes
+        else:
+            wait_for(lambda: all(r[2] is not None for n in NOTIFIERS for r in _outbox(store, n)),
+                     30, "notifications delivered at once")  # fmt: skip
 
         # -- they come back; no new data arrives ----------------------------------------
-        influxd.start()
-        am.start()
-        webhook.start()
-        mail.start()
+        if influx_down:
+            influxd.start()
+        if notifiers_down:
+            for start in notifier_servers:
+                start()
         wait_for(lambda: _pending_records(store) == 0, 30, "the sink outbox emptied")
         wait_for(lambda: all(r[2] is not None for n in NOTIFIERS for r in _outbox(store, n)),
                  30, "every notification delivered")  # fmt: skip
