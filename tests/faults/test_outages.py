@@ -1,9 +1,10 @@
 """Outages (issue 16): influxd, or the notifiers (Alertmanager, a webhook receiver, an SMTP
 server), or all of them, are down while ``calibmon serve`` processes a night and stay down
-for the rest of the simulated day (the daemon's test clock: ``--test-now`` plus one-second ticks, so every tick
-is a firing of the daily job). The night has one amp whose read noise fires an alert. Then they come back — on a day with no new
-data — and every record must reach influxd exactly once and every notification must be
-delivered exactly once: none lost, none twice.
+for the rest of the simulated day (the daemon's test clock: ``--test-now`` plus one-second
+ticks, so every tick is a firing of the daily job). The night has one amp whose read noise
+fires an alert. Then they come back — on a day with no new data — and every record must
+reach influxd exactly once and every notification must be delivered exactly once: none
+lost, none twice.
 
 Real servers, real daemon process; nothing mocked. The store is read from outside (WAL).
 """
