@@ -1,5 +1,5 @@
 """Logging set-up (called once, by the CLI) and secret redaction on the handler
-(:func:`calibmon.sinks.redact.redact`, the one redaction function)."""
+(:func:`calibmon.redact.redact`, the one redaction function)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from calibmon.sinks.redact import redact
+from calibmon.redact import redact
 
 
 class RedactingFilter(logging.Filter):

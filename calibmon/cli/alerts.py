@@ -247,7 +247,7 @@ def test_notification(cfg) -> Any:
 
 
 def cmd_test_notify(args: argparse.Namespace) -> int:
-    from calibmon.alerts.notifiers.base import build_notifier
+    from calibmon.alerts.notifiers.registry import build_notifier
     from calibmon.errors import NotifierError
 
     _, cfg = _load(args)
@@ -274,7 +274,7 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
 
 def cmd_deliver(args: argparse.Namespace) -> int:
     from calibmon.alerts.engine import deliver_notifications
-    from calibmon.alerts.notifiers.base import build_notifiers
+    from calibmon.alerts.notifiers.registry import build_notifiers
 
     settings, cfg = _load(args)
     notifiers = build_notifiers(cfg.notifiers)

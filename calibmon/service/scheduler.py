@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from calibmon import clock as service_clock
 from calibmon.catalogue import load_catalogue
 from calibmon.config import Settings
 from calibmon.io.discover import Discovery, discover
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 
 FIRE_REF = "calibmon.service.scheduler:fire_job"
 JOBSTORE_SUFFIX = ".jobs.sqlite"
+DELIVERY_INTERVAL_S = 60.0
+"""How often the service retries the sink outbox and pending notifications (seconds of
+real time; with ``tick_seconds``, every tick)."""
 
 _ACTIVE: Service | None = None  # the running service, for fire_job (see module doc)
 
@@ -176,6 +180,7 @@ class Service:
                 name=f"{name} (catch-up at start)", jobstore="volatile",
                 misfire_grace_time=None,
             )  # fmt: skip
+        self._schedule_delivery(sched)
         sched.resume()
         for job in sched.get_jobs(jobstore="default"):
             log.info("job %s: next run %s", job.id, job.next_run_time)
@@ -233,6 +238,7 @@ class Service:
             self._scheduler = None
         if _ACTIVE is self:
             _ACTIVE = None
+            service_clock.install(None)
 
     @property
     def running(self) -> bool:
@@ -424,20 +430,87 @@ class Service:
             log.error("camera summaries for %s failed: %s", day, exc)
 
     def _after_run(self, spec: JobSpec, settings: Settings, summary: RunSummary) -> None:
+        """The post-run step (sinks, alerts); what the sinks acknowledged is counted from
+        the store's cursors, the one record of it that cannot disagree."""
         if self.after_run is None:
             return
+        names = [item_name(s) for s in settings.sinks]
+        before = {n: self.store.pending_count(n) for n in names}
         try:
             self.after_run(settings, self.store, summary)
         except Exception as exc:  # delivery/alerts never lose the stored records
             log.error("job %s: post-run step failed: %s", spec.name, exc)
-        self._account_sinks(summary)
+        if self.metrics is None:
+            return
+        for name, n_before in before.items():
+            n_after = self.store.pending_count(name)
+            if n_before > n_after:
+                self.metrics.records_written.labels(sink=name).inc(n_before - n_after)
+            if n_before and n_after:
+                self.metrics.sink_errors.labels(sink=name).inc()
 
     def _flush_outbox(self, spec: JobSpec, settings: Settings) -> None:
-        """A firing with no new work still retries what the job's sinks have pending."""
+        """A firing with no new work still retries what the job's sinks have pending, and
+        the notifications its notifiers have pending (on the service clock)."""
         names = [item_name(s) for s in settings.sinks]
-        if self.after_run is None or not any(self.store.pending_count(n) for n in names):
+        if self.after_run is not None and any(self.store.pending_count(n) for n in names):
+            self._after_run(spec, settings, RunSummary(run_id=f"serve:{spec.name}:outbox"))
+        self._deliver_notifications(settings)
+
+    # -- periodic delivery ---------------------------------------------------------------
+    def _schedule_delivery(self, sched: Any) -> None:
+        """Put the service clock in force for delivery (:mod:`calibmon.clock`) and add the
+        periodic job that retries the sink outbox and pending notifications, so an outage
+        that ends on a day without new data is still delivered."""
+        service_clock.install(self.clock)
+        sched.add_job(
+            self.deliver_pending, "interval", seconds=self.tick_seconds or DELIVERY_INTERVAL_S,
+            id="deliver", name="deliver (sink outbox, notifications)", jobstore="volatile",
+            coalesce=True, max_instances=1, misfire_grace_time=None,
+        )  # fmt: skip
+
+    def deliver_pending(self) -> None:
+        """Retry every sink's outbox and every notifier's pending notifications once (what
+        the periodic job runs; one try per call, the next call is the retry)."""
+        with self._work_lock:
+            if self.stopping:
+                return
+            self._deliver_sinks(self.settings)
+            self._deliver_notifications(self.settings)
+
+    def _deliver_sinks(self, settings: Settings) -> None:
+        from calibmon.sinks.registry import build_sink
+        from calibmon.store.outbox import deliver_all
+
+        configs = [c for c in settings.sinks if self.store.pending_count(item_name(c))]
+        if not configs:
             return
-        self._after_run(spec, settings, RunSummary(run_id=f"serve:{spec.name}:outbox"))
+        try:
+            sinks = [build_sink(c) for c in configs]  # type: ignore[arg-type]
+            try:
+                reports = deliver_all(self.store, sinks, max_attempts=1)
+            finally:
+                for s in sinks:
+                    s.close()
+        except Exception as exc:  # the next call retries; never kill the scheduler thread
+            log.error("periodic delivery to sinks failed: %s", exc)
+            return
+        if self.metrics is not None:
+            for rep in reports:
+                if rep.delivered:
+                    self.metrics.records_written.labels(sink=rep.sink).inc(rep.delivered)
+                if rep.error:
+                    self.metrics.sink_errors.labels(sink=rep.sink).inc()
+
+    def _deliver_notifications(self, settings: Settings) -> None:
+        from calibmon.alerts.deliver import deliver_pending
+
+        try:
+            for rep in deliver_pending(self.store, settings, now=self.clock()):
+                if rep.delivered or rep.error:
+                    log.info("%s", rep)
+        except Exception as exc:  # the next call retries
+            log.error("periodic delivery of notifications failed: %s", exc)
 
     def _run_unit(
         self,

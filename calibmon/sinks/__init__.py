@@ -2,10 +2,10 @@
 
 ``build_sink(cfg)`` turns one ``sinks:`` entry (:mod:`calibmon.sinks.config`) into a
 :class:`~calibmon.sinks.base.Sink`; :mod:`calibmon.sinks.schema` maps records to points;
-:func:`~calibmon.sinks.redact.redact` keeps secrets out of messages.
+:func:`calibmon.redact.redact` keeps secrets out of messages.
 """
 
-from calibmon.sinks.base import Ack, Sink, build_sink
+from calibmon.sinks.base import Ack, Sink
 from calibmon.sinks.config import (
     InfluxDB1Config,
     InfluxDB2Config,
@@ -13,7 +13,7 @@ from calibmon.sinks.config import (
     SinkConfig,
     parse_sink_configs,
 )
-from calibmon.sinks.redact import redact
+from calibmon.sinks.registry import build_sink
 
 __all__ = [
     "Ack",
@@ -24,5 +24,4 @@ __all__ = [
     "SinkConfig",
     "build_sink",
     "parse_sink_configs",
-    "redact",
 ]

@@ -9,30 +9,34 @@ A sink takes a batch of records and either acknowledges all of it or raises:
   message carries the server's own words.
 
 Messages never carry secrets: every sink passes them through
-:func:`calibmon.sinks.redact.redact` with its own secret values. The outbox
+:func:`calibmon.redact.redact` with its own secret values. The outbox
 (:mod:`calibmon.store.outbox`) decides from these two types only. One class per server
-type, built from its config by :func:`build_sink`.
+type, built from its config by :func:`calibmon.sinks.registry.build_sink`; HTTP statuses
+are classified by :func:`calibmon.http.status_is_transient`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-import requests
-
-from calibmon.errors import SinkUnavailable
 from calibmon.records import MetricRecord
-
-if TYPE_CHECKING:
-    from calibmon.sinks.config import SinkConfig
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
     """The server acknowledged a whole batch: ``n_points`` points in ``seconds``."""
 
+    n_points: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch encoded for its server: ``payload`` (bytes), ``n_points``, encoding ``seconds``."""
+
+    payload: bytes
     n_points: int
     seconds: float
 
@@ -52,46 +56,16 @@ class Sink(Protocol):
         ...
 
 
-def status_is_transient(status: int) -> bool:
-    """True for HTTP statuses worth retrying: 5xx, 408 Request Timeout, 429 Too Many Requests."""
-    return status >= 500 or status in (408, 429)
+@runtime_checkable
+class PreparingSink(Sink, Protocol):
+    """A sink whose ``write`` is ``send(prepare(batch))``: ``prepare`` encodes without I/O
+    (raises SinkRejected for what cannot be encoded), so the outbox can encode batch n+1
+    in a worker while the server digests batch n."""
 
+    def prepare(self, batch: Sequence[MetricRecord]) -> Prepared:
+        """Encode ``batch``; no I/O."""
+        ...
 
-def http_request(
-    session: requests.Session,
-    sink: str,
-    method: str,
-    url: str,
-    timeout_s: float,
-    redact: Callable[[str], str],
-    **kwargs: Any,
-) -> requests.Response:
-    """One HTTP call of a sink, with requests' errors translated at the boundary: a
-    timeout, a refused connection or any transport error is :class:`SinkUnavailable`
-    (the outbox retries later); the message is passed through ``redact``."""
-    try:
-        return session.request(method, url, timeout=timeout_s, **kwargs)
-    except requests.Timeout as exc:
-        raise SinkUnavailable(sink, redact(f"timeout after {timeout_s} s: {exc}")) from exc
-    except requests.ConnectionError as exc:
-        raise SinkUnavailable(sink, redact(f"cannot connect: {exc}")) from exc
-    except requests.RequestException as exc:
-        raise SinkUnavailable(sink, redact(f"request failed: {exc}")) from exc
-
-
-def build_sink(cfg: SinkConfig) -> Sink:
-    """The sink for one ``sinks:`` entry."""
-    match cfg.type:
-        case "influxdb1":
-            from calibmon.sinks.influxdb1 import InfluxDB1Sink
-
-            return InfluxDB1Sink(cfg)
-        case "influxdb2":
-            from calibmon.sinks.influxdb2 import InfluxDB2Sink
-
-            return InfluxDB2Sink(cfg)
-        case "sasquatch_rest":
-            from calibmon.sinks.sasquatch_rest import SasquatchRestSink
-
-            return SasquatchRestSink(cfg)
-    raise ValueError(f"unknown sink type {cfg.type!r}")
+    def send(self, prepared: Prepared) -> Ack:
+        """Write a prepared batch all-or-nothing; raise SinkUnavailable or SinkRejected."""
+        ...

@@ -45,6 +45,12 @@ class _SinkBase(BaseModel):
     namespace: Annotated[str, Field(pattern=_NAMESPACE)] = "lsst.cp"
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = 5000
+    # retries of one delivery call while the server is unavailable (calibmon.retry);
+    # the next call (the service retries periodically, ``calibmon push``) starts afresh
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    backoff_s: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0]
+    )
 
     @field_validator("url")
     @classmethod
@@ -59,7 +65,7 @@ class _SinkBase(BaseModel):
         return v.rstrip("/")
 
     def secret_values(self) -> list[str]:
-        """Plain secret values of this sink, for :func:`calibmon.sinks.redact.redact`."""
+        """Plain secret values of this sink, for :func:`calibmon.redact.redact`."""
         return held_secrets(self)
 
 

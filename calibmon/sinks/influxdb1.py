@@ -18,14 +18,12 @@ from typing import NoReturn
 import requests
 
 from calibmon.errors import SinkRejected, SinkUnavailable
+from calibmon.http import http_request, status_is_transient
 from calibmon.records import MetricRecord
-from calibmon.sinks.base import Ack, http_request, status_is_transient
+from calibmon.sinks.base import Ack, Prepared
+from calibmon.sinks.common import ConfiguredSink, clip_message
 from calibmon.sinks.config import InfluxDB1Config
-from calibmon.sinks.redact import redact
 from calibmon.sinks.schema import build_points
-
-MAX_MESSAGE_CHARS = 500
-"""Server messages are cut to this length (influxd quotes whole offending lines)."""
 
 
 def server_message(resp: requests.Response) -> str:
@@ -39,47 +37,49 @@ def server_message(resp: requests.Response) -> str:
         text = str(body.get("error") or body.get("message") or "")
     if not text:
         text = resp.headers.get("X-Influxdb-Error", "") or resp.text.strip() or resp.reason or ""
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[:MAX_MESSAGE_CHARS] + "…"
-    return text
+    return clip_message(text)
 
 
-class InfluxDB1Sink:
+class InfluxDB1Sink(ConfiguredSink):
     """Writes records to an InfluxDB 1.x database (DESIGN §5 schema)."""
 
     def __init__(self, cfg: InfluxDB1Config, *, session: requests.Session | None = None) -> None:
-        self.name = cfg.name
-        self.batch_size = cfg.batch_size
+        super().__init__(cfg)
         self._cfg = cfg
         self._session = session or requests.Session()
         self._auth: tuple[str, str] | None = None
-        secrets = cfg.secret_values()
         if cfg.username is not None:
             password = cfg.password.get_secret_value() if cfg.password else ""
             self._auth = (cfg.username, password)
-            if password:
-                secrets.append(base64.b64encode(f"{cfg.username}:{password}".encode()).decode())
-        self._secrets = secrets
+            if password:  # the Basic header's value could leak too
+                basic = base64.b64encode(f"{cfg.username}:{password}".encode()).decode()
+                self._secrets.append(basic)
         self._params = {"db": cfg.database, "precision": cfg.precision}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
         self._database_ready = cfg.create_database is not True
         self._may_create = cfg.create_database is not False
 
-    def secret_values(self) -> list[str]:
-        """Secret strings this sink could leak (for redaction)."""
-        return list(self._secrets)
-
     # -- Sink ----------------------------------------------------------------------------
     def write(self, batch: Sequence[MetricRecord]) -> Ack:
+        return self.send(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[MetricRecord]) -> Prepared:
+        """Merge and encode ``batch`` (no I/O; the outbox runs it ahead, in a worker)."""
         t0 = time.perf_counter()
-        if not batch:
-            return Ack(0, 0.0)
         try:
             points = build_points(batch, self._cfg.namespace)
             body = "\n".join(p.to_line(self._cfg.precision) for p in points).encode()
         except ValueError as exc:
             raise SinkRejected(self.name, f"cannot encode batch: {exc}") from exc
+        return Prepared(body, len(points), time.perf_counter() - t0)
+
+    def send(self, prepared: Prepared) -> Ack:
+        """POST a prepared batch; raise SinkUnavailable or SinkRejected."""
+        t0 = time.perf_counter()
+        if not prepared.n_points:
+            return Ack(0, 0.0)
+        body = prepared.payload
         if not self._database_ready:
             self._create_database()
         resp = self._request("POST", "/write", params=self._params, data=body)
@@ -90,7 +90,7 @@ class InfluxDB1Sink:
             resp = self._request("POST", "/write", params=self._params, data=body)
         if not resp.ok:
             self._raise_for(resp, "write")
-        return Ack(len(points), time.perf_counter() - t0)
+        return Ack(prepared.n_points, prepared.seconds + time.perf_counter() - t0)
 
     def close(self) -> None:
         self._session.close()
@@ -106,8 +106,8 @@ class InfluxDB1Sink:
 
     def _request(self, method: str, path: str, **kwargs: object) -> requests.Response:
         return http_request(
-            self._session, self.name, method, self._cfg.url + path, self._cfg.timeout_s,
-            self._redact, auth=self._auth,
+            self._session, method, self._cfg.url + path, self._cfg.timeout_s, self._redact,
+            lambda msg: SinkUnavailable(self.name, msg), auth=self._auth,
             headers={"Content-Type": "text/plain; charset=utf-8"}, **kwargs,
         )  # fmt: skip
 
@@ -116,6 +116,3 @@ class InfluxDB1Sink:
         if status_is_transient(resp.status_code):
             raise SinkUnavailable(self.name, msg)
         raise SinkRejected(self.name, msg)
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._secrets)

@@ -18,22 +18,20 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from calibmon.errors import SinkRejected, SinkUnavailable
+from calibmon.http import status_is_transient
 from calibmon.records import MetricRecord
-from calibmon.sinks.base import Ack, status_is_transient
+from calibmon.sinks.base import Ack
+from calibmon.sinks.common import ConfiguredSink, clip_message
 from calibmon.sinks.config import InfluxDB2Config
-from calibmon.sinks.influxdb1 import MAX_MESSAGE_CHARS
-from calibmon.sinks.redact import redact
 from calibmon.sinks.schema import build_points
 
 
-class InfluxDB2Sink:
+class InfluxDB2Sink(ConfiguredSink):
     """Writes records to an InfluxDB 2.x bucket (DESIGN §5 schema)."""
 
     def __init__(self, cfg: InfluxDB2Config) -> None:
-        self.name = cfg.name
-        self.batch_size = cfg.batch_size
+        super().__init__(cfg)
         self._cfg = cfg
-        self._secrets = cfg.secret_values()
         token = cfg.token.get_secret_value() if cfg.token else ""
         self._client = InfluxDBClient(
             url=cfg.url,
@@ -43,10 +41,6 @@ class InfluxDB2Sink:
             retries=False,
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-
-    def secret_values(self) -> list[str]:
-        """Secret strings this sink could leak (for redaction)."""
-        return list(self._secrets)
 
     def write(self, batch: Sequence[MetricRecord]) -> Ack:
         t0 = time.perf_counter()
@@ -65,9 +59,7 @@ class InfluxDB2Sink:
             )
         except InfluxDBError as exc:
             status = int(getattr(exc, "status", 0) or getattr(exc.response, "status", 0) or 0)
-            text = str(exc.message or "").strip()
-            if len(text) > MAX_MESSAGE_CHARS:
-                text = text[:MAX_MESSAGE_CHARS] + "…"
+            text = clip_message(str(exc.message or "").strip())
             msg = self._redact(f"write: HTTP {status}: {text}")
             if status == 0 or status_is_transient(status):
                 raise SinkUnavailable(self.name, msg) from exc
@@ -81,6 +73,3 @@ class InfluxDB2Sink:
     def close(self) -> None:
         self._write_api.close()
         self._client.close()
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._secrets)

@@ -43,11 +43,11 @@ from typing import Any, NoReturn
 import requests
 
 from calibmon.errors import SinkRejected, SinkUnavailable
+from calibmon.http import http_request, status_is_transient
 from calibmon.records import MetricRecord
-from calibmon.sinks.base import Ack, http_request, status_is_transient
+from calibmon.sinks.base import Ack
+from calibmon.sinks.common import MAX_MESSAGE_CHARS, ConfiguredSink
 from calibmon.sinks.config import SasquatchRestConfig
-from calibmon.sinks.influxdb1 import MAX_MESSAGE_CHARS
-from calibmon.sinks.redact import redact
 from calibmon.sinks.schema import PROVENANCE_FIELDS, TAG_KEYS, MetricPoint, build_points
 
 AVRO_CONTENT_TYPE = "application/vnd.kafka.avro.v2+json"
@@ -117,26 +117,20 @@ def avro_payload(
     return schema, records
 
 
-class SasquatchRestSink:
+class SasquatchRestSink(ConfiguredSink):
     """Sends records to Sasquatch through its Kafka REST proxy."""
 
     def __init__(
         self, cfg: SasquatchRestConfig, *, session: requests.Session | None = None
     ) -> None:
-        self.name = cfg.name
-        self.batch_size = cfg.batch_size
+        super().__init__(cfg)
         self._cfg = cfg
         self._session = session or requests.Session()
-        self._secrets = cfg.secret_values()
         self._auth_headers: dict[str, str] = {}
         if cfg.token is not None:
             self._auth_headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
         self._cluster_id: str | None = None
         self._topics_ready: set[str] = set()
-
-    def secret_values(self) -> list[str]:
-        """Secret strings this sink could leak (for redaction)."""
-        return list(self._secrets)
 
     # -- Sink ----------------------------------------------------------------------------
     def write(self, batch: Sequence[MetricRecord]) -> Ack:
@@ -223,8 +217,8 @@ class SasquatchRestSink:
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {**self._auth_headers, **kwargs.pop("headers", {})}
         return http_request(
-            self._session, self.name, method, self._cfg.url + path, self._cfg.timeout_s,
-            self._redact, headers=headers, **kwargs,
+            self._session, method, self._cfg.url + path, self._cfg.timeout_s, self._redact,
+            lambda msg: SinkUnavailable(self.name, msg), headers=headers, **kwargs,
         )  # fmt: skip
 
     def _raise_for(self, resp: requests.Response, what: str) -> NoReturn:
@@ -242,6 +236,3 @@ class SasquatchRestSink:
         if status_is_transient(resp.status_code):
             raise SinkUnavailable(self.name, msg)
         raise SinkRejected(self.name, msg)
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._secrets)

@@ -37,10 +37,11 @@ Merged points
     whole and single. Provenance fields of a merged point are those of the last record merged
     (the store yields records in ``seq`` order, i.e. the most recently written last).
 
-Escaping is done by influxdb-client's :class:`~influxdb_client.Point` (tag keys/values and
-measurement: ``,`` ``=`` and space; string fields: ``"`` and ``\\``). Not round-trip safe
-through InfluxDB 1.x line protocol, and never produced by calibmon: newlines in tag values
-and a tag value ending in a backslash.
+Escaping is done by :mod:`calibmon.sinks.lineprotocol` (tag keys/values and field keys:
+``,`` ``=`` and space; measurement: ``,`` and space; string fields: ``"`` and ``\\``); what
+line protocol cannot carry back unchanged (line breaks, tabs, a backslash in a name or tag
+value) is refused with ``ValueError``. :meth:`MetricPoint.to_point` (influxdb-client's
+:class:`~influxdb_client.Point`, for the InfluxDB 2 sink) writes the same text.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from typing import Any
 from influxdb_client import Point
 
 from calibmon.records import MetricRecord, parse_iso_utc
+from calibmon.sinks.lineprotocol import encode_line
 
 TAG_KEYS: tuple[str, ...] = (
     "instrument",
@@ -177,8 +179,11 @@ class MetricPoint:
         return p.time(self.time_ms * _PRECISION_FACTOR[precision], precision)
 
     def to_line(self, precision: str = "ms") -> str:
-        """The point in InfluxDB line protocol (escaped by influxdb-client)."""
-        return self.to_point(precision).to_line_protocol()
+        """The point in InfluxDB line protocol (:mod:`calibmon.sinks.lineprotocol`; the
+        same text as ``to_point(precision).to_line_protocol()``)."""
+        return encode_line(
+            self.measurement, self.tags, self.fields, self.time_ms * _PRECISION_FACTOR[precision]
+        )
 
 
 def build_points(records: Iterable[MetricRecord], namespace: str = "lsst.cp") -> list[MetricPoint]:

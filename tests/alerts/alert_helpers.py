@@ -81,6 +81,7 @@ class HttpReceiver:
 
     requests: list[Received] = field(default_factory=list)
     answers: deque[int] = field(default_factory=deque)
+    port: int = 0  # 0: any free port; an outage test restarts it on the same one
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _event: threading.Condition = field(default_factory=threading.Condition)
@@ -109,7 +110,7 @@ class HttpReceiver:
                 with recv._event:
                     recv._event.notify_all()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

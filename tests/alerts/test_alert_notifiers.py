@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from calibmon.alerts.config import alerts_config, parse_notifier_configs
 from calibmon.alerts.engine import deliver_notifications, evaluate
-from calibmon.alerts.notifiers.base import Notification, build_notifier, render_text
+from calibmon.alerts.notifiers import Notification, build_notifier, render_text
 from calibmon.alerts.notifiers.trend import render_trend_png
 from calibmon.alerts.notifiers.webhook import SIGNATURE_HEADER, signature
 from calibmon.catalogue import load_catalogue

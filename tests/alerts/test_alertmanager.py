@@ -12,7 +12,7 @@ from alert_helpers import AMPS_16, REPO, nights, record
 
 from calibmon.alerts.config import alerts_config
 from calibmon.alerts.engine import evaluate_and_deliver
-from calibmon.alerts.notifiers.base import build_notifiers
+from calibmon.alerts.notifiers.registry import build_notifiers
 from calibmon.catalogue import load_catalogue
 from calibmon.records import parse_iso_utc
 from calibmon.store import alerts as db

@@ -41,14 +41,19 @@ def _start(server):
     return server
 
 
+def _session_server(factory: pytest.TempPathFactory, cls, name: str):
+    """Start one ``cls`` server for the session (skip when its binary is missing)."""
+    try:
+        server = cls(factory.mktemp(name))
+    except ServerMissing as exc:  # pragma: no cover
+        pytest.skip(str(exc))
+    return _start(server)
+
+
 @pytest.fixture(scope="session")
 def influxd_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxD1]:
     """One influxd for tests that only write and read (each uses its own database)."""
-    try:
-        server = InfluxD1(tmp_path_factory.mktemp("influxd-shared"))
-    except ServerMissing as exc:  # pragma: no cover
-        pytest.skip(str(exc))
-    _start(server)
+    server = _session_server(tmp_path_factory, InfluxD1, "influxd-shared")
     yield server
     server.stop()
 
@@ -87,11 +92,7 @@ def influxd_auth(tmp_path: Path) -> Iterator[InfluxD1]:
 
 @pytest.fixture(scope="session")
 def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
-    try:
-        server = VictoriaMetrics(tmp_path_factory.mktemp("victoria"))
-    except ServerMissing as exc:  # pragma: no cover
-        pytest.skip(str(exc))
-    _start(server)
+    server = _session_server(tmp_path_factory, VictoriaMetrics, "victoria")
     yield server
     server.stop()
 

@@ -262,3 +262,24 @@ def test_deliver_all_goes_on_after_a_failing_sink(store: Store) -> None:
 
 def test_nothing_pending_is_a_clean_report(store: Store) -> None:
     assert deliver(store, ScriptedSink("s", []), batch_size=10) == DeliveryReport("s", 0, 0)
+
+
+@pytest.mark.server
+def test_a_batch_that_cannot_be_encoded_stops_delivery_after_the_good_ones(
+    influxd: InfluxD1, store: Store
+) -> None:
+    """The worker encodes batch n+1 while batch n is sent; an encoding error belongs to its
+    own batch: the batches before it are delivered and acknowledged, it is rejected, and
+    it and everything after it stay pending."""
+    influxd.create_database(DB)
+    good = night_records(calib_types=["bias"], detectors=["R22_S11"])
+    store.write_records(good, run_id="r1")
+    bad = night_records(calib_types=["dark"], detectors=["R22_S12"])
+    bad = [r.model_copy(update={"physical_filter": "line\nbreak"}) for r in bad]
+    store.write_records(bad, run_id="r2")
+    sink = InfluxDB1Sink(InfluxDB1Config(name="enc", type="influxdb1", url=influxd.url,
+                                         database=DB))  # fmt: skip
+    report = deliver(store, sink, batch_size=len(good))
+    assert report.delivered == len(good) and report.pending == len(bad)
+    assert report.rejected and report.error and "cannot encode batch" in report.error
+    assert server_counts(influxd, good) == (len(good), expected_points(good))

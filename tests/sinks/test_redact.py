@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calibmon.sinks.redact import MASK, redact
+from calibmon.redact import MASK, redact
 
 
 def test_secret_values_are_replaced_everywhere() -> None:

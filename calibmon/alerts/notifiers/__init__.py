@@ -7,10 +7,9 @@ from calibmon.alerts.notifiers.base import (
     NotifierRejected,
     Trend,
     TrendAmp,
-    build_notifier,
-    build_notifiers,
     render_text,
 )
+from calibmon.alerts.notifiers.registry import build_notifier, build_notifiers
 
 __all__ = [
     "AlertItem",

@@ -33,11 +33,11 @@ from calibmon.alerts.notifiers.base import (
     Notification,
     NotifierRejected,
     fmt,
-    status_is_transient,
 )
 from calibmon.errors import NotifierError
-from calibmon.logs import redact
+from calibmon.http import status_is_transient
 from calibmon.records import iso_utc_ms, parse_iso_utc
+from calibmon.redact import redact
 
 log = logging.getLogger(__name__)
 

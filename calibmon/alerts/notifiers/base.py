@@ -19,7 +19,7 @@ delivered and may be later (connection refused, timeout, 5xx, 429), and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
@@ -149,33 +149,6 @@ class Notifier(Protocol):
         ...
 
 
-def build_notifier(cfg: NotifierConfig) -> Notifier:
-    """The notifier for one ``notifiers:`` entry."""
-    match cfg.type:
-        case "alertmanager":
-            from calibmon.alerts.notifiers.alertmanager import AlertmanagerNotifier
-
-            return AlertmanagerNotifier(cfg)
-        case "webhook":
-            from calibmon.alerts.notifiers.webhook import WebhookNotifier
-
-            return WebhookNotifier(cfg)
-        case "email":
-            from calibmon.alerts.notifiers.email import EmailNotifier
-
-            return EmailNotifier(cfg)
-    raise ValueError(f"unknown notifier type {cfg.type!r}")
-
-
-def build_notifiers(cfgs: Iterable[NotifierConfig]) -> list[Notifier]:
-    return [build_notifier(c) for c in cfgs]
-
-
-def status_is_transient(status: int) -> bool:
-    """HTTP statuses worth retrying: 5xx, 408, 429."""
-    return status >= 500 or status in (408, 429)
-
-
 def dashboard_link(base: str, instrument: str, detector_name: str = "", amp: str = "") -> str:
     """The Grafana dashboard URL with ``var-instrument``/``var-detector``/``var-amp``."""
     if not base:
@@ -224,14 +197,21 @@ def subject_line(n: Notification) -> str:
     return f"{state} {n.severity}: {where} {'; '.join(parts)} (day_obs {n.day_obs})"
 
 
+def rule_sections(n: Notification) -> Iterator[tuple[str, list[AlertItem], AlertItem, str]]:
+    """Per rule of ``n``: (rule, its items, the first item, its unit or ``""`` when the
+    unit says nothing: ``""`` or ``"1"``) — the sections of a rendered notification."""
+    for rule, items in group_by_rule(n.items).items():
+        first = items[0]
+        yield rule, items, first, "" if first.unit in ("", "1") else first.unit
+
+
 def render_text(n: Notification) -> str:
     """The notification as plain text: what changed, by how much, where, since when, what
     to do and where to look."""
     lines = [subject_line(n), ""]
-    for rule, items in group_by_rule(n.items).items():
-        first = items[0]
-        unit = f" [{first.unit}]" if first.unit not in ("", "1") else ""
-        lines.append(f"{rule} — {first.metric}{unit}, severity {first.severity}")
+    for rule, items, first, unit in rule_sections(n):
+        unit_text = f" [{unit}]" if unit else ""
+        lines.append(f"{rule} — {first.metric}{unit_text}, severity {first.severity}")
         if first.summary:
             lines.append(f"  {first.summary}")
         header = ("amp", "value", "threshold", "baseline ± σ", "change", "since", "state")

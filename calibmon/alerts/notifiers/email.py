@@ -31,12 +31,12 @@ from calibmon.alerts.notifiers.base import (
     Notification,
     NotifierRejected,
     fmt,
-    group_by_rule,
     render_text,
+    rule_sections,
     subject_line,
 )
 from calibmon.errors import NotifierError
-from calibmon.logs import redact
+from calibmon.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,9 @@ class EmailNotifier:
             "<!DOCTYPE html><html><body style='font-family:sans-serif;font-size:14px'>",
             f"<h2 style='color:{color}'>{e(subject_line(n))}</h2>",
         ]
-        for rule, items in group_by_rule(n.items).items():
-            first = items[0]
-            unit = f" [{e(first.unit)}]" if first.unit not in ("", "1") else ""
-            out.append(f"<h3>{e(rule)} — {e(first.metric)}{unit} ({e(first.severity)})</h3>")
+        for rule, items, first, unit in rule_sections(n):
+            unit_text = f" [{e(unit)}]" if unit else ""
+            out.append(f"<h3>{e(rule)} — {e(first.metric)}{unit_text} ({e(first.severity)})</h3>")
             if first.summary:
                 out.append(f"<p>{e(first.summary)}</p>")
             out.append(

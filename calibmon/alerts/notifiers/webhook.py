@@ -29,10 +29,10 @@ from calibmon.alerts.notifiers.base import (
     Notification,
     NotifierRejected,
     render_text,
-    status_is_transient,
 )
 from calibmon.errors import NotifierError
-from calibmon.logs import redact
+from calibmon.http import status_is_transient
+from calibmon.redact import redact
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Remove secrets from text before it is logged, stored or raised.
 
-One plain function, :func:`redact`, used by every sink (error messages, the store's
-``last_error``) and by the CLI's logging handler. It removes, in this order:
+One plain function, :func:`redact`, the only one in calibmon: sinks and notifiers (error
+messages, the store's ``last_error``) and the logging handler (:mod:`calibmon.logs`) use
+it. It sits at the bottom of the package (standard library only) so every layer may. It removes, in this order:
 
 1. every known secret value (and its URL-encoded forms), e.g. a password read from
    ``$INFLUX_PASSWORD`` or the base64 ``user:password`` of a Basic header;
