@@ -145,11 +145,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_butler(args: argparse.Namespace, settings: Any) -> int:
-    """``run --butler``: the day's raws of a Butler repository (calibmon.butler.raws)."""
+    """``run --butler``: the day's raws of a Butler repository (calibmon.service.run_butler)."""
     from calibmon.butler import require_butler
 
     require_butler()  # one line naming the extra (calibmon[butler]), exit 2
-    from calibmon.butler.raws import run_butler
+    from calibmon.service.run_butler import run_butler
     from calibmon.butler.repo import split_collections
     from calibmon.service.postrun import after_run
 

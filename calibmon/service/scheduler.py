@@ -334,7 +334,7 @@ class Service:
         instrument = settings.instrument
         for day in window:
             if spec.butler is not None and self.input_override is None:
-                from calibmon.butler.schedule import process_butler_day
+                from calibmon.service.butler_day import process_butler_day
 
                 process_butler_day(self, spec, settings, day, instrument, f)
                 continue

@@ -1,4 +1,4 @@
-"""``calibmon run --butler``: the day's calibration raws of a Butler repository, measured by
+"""``calibmon run --butler`` (service layer): the day's calibration raws of a Butler repository, measured by
 the same discovery and pipeline as ``calibmon run --input``.
 
 The Butler only selects the files (``raw`` datasets of the day_obs whose exposure has

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from calibmon.butler.raws import DEFAULT_INSTRUMENT, ButlerInput, ProvenanceStore
 from calibmon.butler.repo import LocalFiles, default_raw_collections, open_butler, query_raws
 from calibmon.io import detectors as dets
 from calibmon.io.discover import discover_files
+from calibmon.service.run_butler import DEFAULT_INSTRUMENT, ButlerInput, ProvenanceStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from calibmon.config import Settings
