@@ -30,6 +30,7 @@ from datetime import date
 from typing import Any
 
 from calibmon.calibs.products import CALIB_TYPES, CertifiedCalib
+from calibmon.dayobs import day_obs_iso
 from calibmon.errors import CalibError, ConfigError
 from calibmon.store import calibs as db
 from calibmon.store.sqlite import Store
@@ -62,9 +63,7 @@ def to_iso_date(text: str) -> str:
     return d.isoformat()
 
 
-def day_obs_to_iso(day_obs: str) -> str:
-    """``20251121`` → ``2025-11-21``."""
-    return f"{day_obs[:4]}-{day_obs[4:6]}-{day_obs[6:8]}"
+day_obs_to_iso = day_obs_iso  # ``20251121`` → ``2025-11-21`` (owned by calibmon.dayobs)
 
 
 def format_range(begin: str, end: str | None) -> str:

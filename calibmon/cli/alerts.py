@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from calibmon.cli.common import add_command, add_common, day_obs_arg, load, open_store
+from calibmon.dayobs import shift_day_obs
 from calibmon.errors import ConfigError
 
 # Order of states in listings: what needs attention first.
@@ -44,7 +45,7 @@ def alert_rows(
 
     rows = list(db.load_states(store, instrument=instrument).values())
     newest = max((r.data.get("last_day_obs") or "" for r in rows), default="")
-    cutoff = _shift_day(newest, -cfg.recent_nights) if newest else ""
+    cutoff = shift_day_obs(newest, -cfg.recent_nights) if newest else ""
     out = []
     for r in rows:
         d, snap, last = r.data, r.data.get("snap", {}), r.data.get("last", {})
@@ -84,11 +85,6 @@ def alert_rows(
         )
     )  # fmt: skip
     return out
-
-
-def _shift_day(day_obs: str, days: int) -> str:
-    d = date(int(day_obs[:4]), int(day_obs[4:6]), int(day_obs[6:8])) + timedelta(days=days)
-    return d.strftime("%Y%m%d")
 
 
 def _num(x: Any) -> str:

@@ -42,11 +42,13 @@ class Parser(argparse.ArgumentParser):
 # Argument types
 # --------------------------------------------------------------------------------------
 def day_obs_arg(text: str) -> str:
-    """``YYYYMMDD`` or ``YYYY-MM-DD`` → ``YYYYMMDD``."""
-    t = text.replace("-", "")
-    if len(t) != 8 or not t.isdigit():
-        raise argparse.ArgumentTypeError(f"day_obs must be YYYYMMDD, got {text!r}")
-    return t
+    """``YYYYMMDD`` or ``YYYY-MM-DD`` (a calendar date) → ``YYYYMMDD``."""
+    from calibmon.dayobs import format_day_obs, parse_day_obs
+
+    try:
+        return format_day_obs(parse_day_obs(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def detectors_arg(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from calibmon.errors import ConfigError
 
 def cmd_report(args: argparse.Namespace) -> int:
     from calibmon.report.html import write_report
-    from calibmon.store import frames
+    from calibmon.store import queries
 
     settings = load(args)
     if args.nights < 1:
@@ -21,7 +21,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     with open_store(settings) as store:
         day_obs = args.day_obs
         if day_obs is None:
-            days = frames.day_obs_list(store, args.instrument)
+            days = queries.day_obs_list(store, args.instrument)
             if not days:
                 raise ConfigError(f"the store {settings.store_path()} holds no records")
             day_obs = days[-1]

@@ -149,9 +149,9 @@ def _run_butler(args: argparse.Namespace, settings: Any) -> int:
     from calibmon.butler import require_butler
 
     require_butler()  # one line naming the extra (calibmon[butler]), exit 2
-    from calibmon.service.run_butler import run_butler
     from calibmon.butler.repo import split_collections
     from calibmon.service.postrun import after_run
+    from calibmon.service.run_butler import run_butler
 
     if args.input or not args.day_obs:
         raise ConfigError("run --butler needs --day-obs and no --input")

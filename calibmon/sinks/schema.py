@@ -54,7 +54,7 @@ from typing import Any
 
 from influxdb_client import Point
 
-from calibmon.records import MetricRecord, parse_iso_utc
+from calibmon.records import POINT_PROVENANCE_FIELDS, MetricRecord, parse_iso_utc
 from calibmon.sinks.lineprotocol import encode_line
 
 TAG_KEYS: tuple[str, ...] = (
@@ -68,15 +68,9 @@ TAG_KEYS: tuple[str, ...] = (
 )
 """Tag keys of every point, in this order (DESIGN §5)."""
 
-PROVENANCE_FIELDS: tuple[str, ...] = (
-    "run",
-    "day_obs",
-    "exposures",
-    "n_exposures",
-    "software_version",
-    "config_hash",
-)
-"""Provenance carried as fields; ``n_exposures`` is an integer, the others strings."""
+PROVENANCE_FIELDS: tuple[str, ...] = POINT_PROVENANCE_FIELDS
+"""Provenance carried as fields (owned by :mod:`calibmon.records`); ``n_exposures`` is an
+integer, the others strings."""
 
 STAT_SUFFIXES: tuple[str, ...] = ("median", "sigma_mad", "n", "min", "max")
 """Summary-record fields are ``<metric>_<suffix>``; ``_n`` is an integer, the rest floats."""

@@ -20,12 +20,13 @@ import statistics
 from datetime import date
 
 from calibmon.alerts.notifiers.base import Trend
+from calibmon.dayobs import parse_day_obs
 
 WIDTH_IN, HEIGHT_IN, DPI = 5.6, 2.5, 100
 
 
 def _day(d: str) -> date:
-    return date(int(d[:4]), int(d[4:6]), int(d[6:8]))
+    return parse_day_obs(d)
 
 
 def render_trend_png(trend: Trend) -> bytes:
