@@ -17,7 +17,6 @@ from typing import Any
 
 from calibmon.calibs import registry as calib_registry
 from calibmon.calibs.products import CertifiedCalib
-from calibmon.calibs.steps import finish_detector_verification
 from calibmon.catalogue import Catalogue, load_catalogue
 from calibmon.config import Settings
 from calibmon.errors import InputError
@@ -33,6 +32,7 @@ from calibmon.pipeline import (
     amp_records,
     camera_records,
     detector_days,
+    finish_detector_verification,
     make_executor,
     new_run_context,
     run_detector_days,
