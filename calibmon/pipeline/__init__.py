@@ -23,7 +23,12 @@ Layering: the pipeline imports science, io, records, catalogue, calibs.products 
 config models; never service, cli, alerts or report.
 """
 
-from calibmon.pipeline.batch import AMPS_PER_TASK, detector_days, run_detector_days
+from calibmon.pipeline.batch import (
+    AMPS_PER_TASK,
+    detector_days,
+    in_flight_limit,
+    run_detector_days,
+)
 from calibmon.pipeline.executors import keep_freed_memory, make_executor
 from calibmon.pipeline.measure import STEPS, measure_amp, measure_amps
 from calibmon.pipeline.reading import (
@@ -54,7 +59,7 @@ __all__ = [
     "AMPS_PER_TASK", "GAIN_METRICS_IN_STORE", "IMAGE_BIN", "KIND_ORDER", "METRIC_KIND",
     "STEPS", "AmpContext", "AmpHints", "AmpResult", "AmpSetTask", "AmpTask", "DetectorDay",
     "FileCache", "Frame", "FrameHook", "Hint", "RunContext", "amp_records", "bin_image",
-    "camera_records", "correct_frame_into", "corrected_stack", "detector_days", "finish_detector_verification", "keep_freed_memory",
+    "camera_records", "correct_frame_into", "corrected_stack", "detector_days", "finish_detector_verification", "in_flight_limit", "keep_freed_memory",
     "make_executor", "measure_amp", "measure_amps", "new_run_context",
     "read_corrected_stack", "run_detector_days",
 ]  # fmt: skip

@@ -11,6 +11,8 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from calibmon.pipeline import (
     camera_records,
     detector_days,
     finish_detector_verification,
+    in_flight_limit,
     make_executor,
     new_run_context,
     run_detector_days,
@@ -138,6 +141,8 @@ def run_directory(
     rc: RunContext | None = None,
     discovery: Discovery | None = None,
     camera_summaries: bool = True,
+    executor: Executor | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunSummary:
     """Process every exposure under ``input_dir`` into ``store``.
 
@@ -146,6 +151,11 @@ def run_directory(
     the detector in flight. A caller that already scanned the directory passes
     ``discovery`` (the scheduler scans a day once and runs it detector by detector) and
     may leave the camera summaries to :func:`write_camera_summaries` once per day.
+
+    Every detector-day goes to one executor as one batch (bounded in-flight tasks,
+    :func:`calibmon.pipeline.run_detector_days`): ``executor`` when given (the caller
+    owns it, e.g. the scheduler's for a whole day, or a cluster's), else one made from
+    the settings for this run. ``should_stop()`` true: no new detector-day is started.
     """
     t0 = time.perf_counter()
     catalogue = catalogue or load_catalogue(settings.catalogue_dir)
@@ -209,10 +219,14 @@ def run_directory(
         del t
 
     if dds:
-        with make_executor(settings.executor, settings.workers, settings.dask_address) as ex:
+        with ExitStack() as stack:
+            ex = executor or stack.enter_context(
+                make_executor(settings.executor, settings.workers, settings.dask_address)
+            )
             run_detector_days(
                 dds, ex, hints, done, progress,
                 calibs=lambda dd: calibs.get((dd.instrument, dd.day_obs, dd.detector_name)),
+                max_in_flight=in_flight_limit(settings.workers), should_stop=should_stop,
             )  # fmt: skip
     if dds and camera_summaries:
         summary.n_records += write_camera_summaries(

@@ -29,7 +29,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,12 +39,18 @@ from typing import Any
 from calibmon.catalogue import load_catalogue
 from calibmon.config import Settings
 from calibmon.io.discover import Discovery, discover
-from calibmon.pipeline import new_run_context
+from calibmon.pipeline import in_flight_limit, make_executor, new_run_context
 from calibmon.service.dayobs import day_obs_for, day_obs_window, previous_day_obs, shift_day_obs
 from calibmon.service.prometheus import LOCAL_SINK, CalibmonMetrics, store_opens
 from calibmon.service.run import RunSummary, run_directory, write_camera_summaries
 from calibmon.service.schedules import EXPECTED_EVIDENCE, JobSpec
-from calibmon.store.ledger import Ledger, evidence_present
+from calibmon.store.ledger import (
+    DAY_FINALISED,
+    DAY_PENDING,
+    DONE_STATUSES,
+    Ledger,
+    evidence_present,
+)
 from calibmon.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -371,9 +378,30 @@ class Service:
         # per-detector run sees them again, so they are counted once, here.
         header_rejected = {e.path for e in disc.rejected}
         entries = self.ledger.entries(spec.name, day)
+        was_pending = self.ledger.day_status(spec.name, day) == DAY_PENDING
+        unfinalised = was_pending
         summaries: list[RunSummary] = []
         counted_header_rejects = False
+
+        def before_unit() -> None:
+            """Before each unit is started (main thread)."""
+            nonlocal unfinalised, counted_header_rejects
+            if not unfinalised:
+                # before the day's first unit: "units written since the day's camera
+                # summaries and alerts"; a kill before _finalise_day leaves the day for
+                # the next firing to finish
+                self.ledger.mark_day(spec.name, day, DAY_PENDING)
+                unfinalised = True
+            if header_rejected and not counted_header_rejects:
+                counted_header_rejects = True
+                for err in disc.rejected:
+                    log.warning("%s", err)
+                f.n_rejected += len(header_rejected)
+                if self.metrics is not None:
+                    self.metrics.files_rejected.inc(len(header_rejected))
+
         try:
+            todo: list[_Unit] = []
             for (inst, _day, det), groups in disc.by_detector().items():
                 unit = f"{inst}/{det}"
                 exposures = [e for g in groups for e in g.exposures]
@@ -384,29 +412,45 @@ class Service:
                     f.units_waiting += 1
                     log.info("job %s %s %s: files still arriving; waiting", spec.name, day, unit)
                     continue
-                if self.stopping:
-                    f.outcome = "interrupted"
-                    return
-                if header_rejected and not counted_header_rejects:
-                    counted_header_rejects = True
-                    for err in disc.rejected:
-                        log.warning("%s", err)
-                    f.n_rejected += len(header_rejected)
-                    if self.metrics is not None:
-                        self.metrics.files_rejected.inc(len(header_rejected))
-                summary = self._run_unit(spec, settings, input_dir, day, inst, det, unit,
-                                         len(exposures), header_rejected, f, disc,
-                                         store=store)  # fmt: skip
+                todo.append(_Unit(inst, det, unit, len(exposures)))
+            for summary in self._run_units(
+                spec, settings, input_dir, day, todo, header_rejected, f, disc, store, before_unit
+            ):
                 if summary is not None:
                     summaries.append(summary)
                 if day not in f.day_obs:
                     f.day_obs.append(day)
         finally:
             # Sinks and alerts once per day_obs, over the detector-days just done (also
-            # when a stop request cut the day short).
-            if summaries:
-                self._camera_summaries(settings, day, summaries)
-                self._after_run(spec, settings, merge_summaries(day, summaries))
+            # when a stop request cut the day short); or over the day as stored when an
+            # earlier firing was killed between its last unit and this step.
+            if summaries or (was_pending and not self.stopping):
+                if not summaries:
+                    summaries = [self._stored_day_summary(spec, day, disc, entries)]
+                    if day not in f.day_obs:
+                        f.day_obs.append(day)
+                self._finalise_day(spec, settings, day, summaries)
+
+    def _stored_day_summary(
+        self, spec: JobSpec, day: str, disc: Discovery, entries: dict[str, Any]
+    ) -> RunSummary:
+        """What the post-run steps need of a day processed by earlier firings: its day_obs
+        and the detector-days the ledger holds as processed."""
+        done = [
+            (inst, d, det) for inst, d, det in disc.by_detector()
+            if (e := entries.get(f"{inst}/{det}")) is not None and e.status in DONE_STATUSES
+        ]  # fmt: skip
+        return RunSummary(run_id=f"serve:{spec.name}:finalise", day_obs=[day], detector_days=done)
+
+    def _finalise_day(
+        self, spec: JobSpec, settings: Settings, day: str, summaries: list[RunSummary]
+    ) -> None:
+        """Camera summaries, sinks and alerts of ``day``, then the day's ledger mark
+        (``finalised``, :meth:`Ledger.mark_day`): a kill before the mark repeats this
+        step on the next firing (each part is idempotent), never skips it."""
+        self._camera_summaries(settings, day, summaries)
+        self._after_run(spec, settings, merge_summaries(day, summaries))
+        self.ledger.mark_day(spec.name, day, DAY_FINALISED)
 
     def _camera_summaries(self, settings: Settings, day: str, summaries: list[RunSummary]) -> None:
         """Camera summaries once per day_obs, after its detector-days (not once per unit)."""
@@ -439,29 +483,92 @@ class Service:
             return
         self._after_run(spec, settings, RunSummary(run_id=f"serve:{spec.name}:outbox"))
 
-    def _run_unit(
+    def _run_units(
         self,
         spec: JobSpec,
         settings: Settings,
         input_dir: Path,
         day: str,
-        instrument: str,
-        det: str,
-        unit: str,
-        n_exposures: int,
+        todo: Sequence[_Unit],
         header_rejected: set[str],
         f: Firing,
-        disc: Discovery | None = None,
-        store: Any = None,
-    ) -> RunSummary | None:
-        if not settings.instrument:
-            settings = settings.model_copy(update={"instrument": instrument})
-        try:
-            summary = self.runner(
-                input_dir, settings, store or self.store, day_obs=day, detectors=[det],
-                kinds=list(spec.discover_kinds), command=f"serve:{spec.name}",
-                discovery=disc, camera_summaries=False,
+        disc: Discovery,
+        store: Any,
+        before_unit: Callable[[], None],
+    ) -> Iterator[RunSummary | None]:
+        """Run the day's units as one batch; yield each one's summary (None: failed) as
+        it completes, after its ledger entry.
+
+        All units share one executor (the settings', made once for the day): up to
+        :func:`unit_concurrency` units run at once, each submitting its amp tasks, so the
+        workers never wait for the slowest detector of a unit before the next. A stop
+        request starts no new unit and lets the running ones finish. A serial executor
+        runs the units one after the other in this thread."""
+        if not todo:
+            return
+        n_at_once = 1 if settings.executor == "serial" else unit_concurrency(settings.workers)
+        n_at_once = min(n_at_once, len(todo))
+
+        def call(u: _Unit, executor: Executor | None) -> RunSummary:
+            unit_settings = settings
+            if not settings.instrument:
+                unit_settings = settings.model_copy(update={"instrument": u.instrument})
+            kw: dict[str, Any] = {} if executor is None else {"executor": executor}
+            return self.runner(
+                input_dir, unit_settings, store or self.store, day_obs=day,
+                detectors=[u.detector], kinds=list(spec.discover_kinds),
+                command=f"serve:{spec.name}", discovery=disc, camera_summaries=False, **kw,
             )  # fmt: skip
+
+        if n_at_once == 1:
+            for u in todo:
+                if self.stopping:
+                    f.outcome = "interrupted"
+                    return
+                before_unit()
+                yield self._account_unit(
+                    spec, day, u, header_rejected, f, lambda u=u: call(u, None)
+                )
+            return
+        with (
+            make_executor(settings.executor, settings.workers, settings.dask_address) as ex,
+            ThreadPoolExecutor(n_at_once, thread_name_prefix="calibmon-unit") as threads,
+        ):
+            # a process pool forks all its workers at its first task: do that here,
+            # before any other thread exists (a fork copies locks held by other threads)
+            ex.submit(int).result()
+            queue = iter(todo)
+            running: dict[Future, _Unit] = {}
+            while True:
+                while len(running) < n_at_once and not self.stopping:
+                    u = next(queue, None)
+                    if u is None:
+                        break
+                    before_unit()
+                    running[threads.submit(call, u, ex)] = u
+                if not running:
+                    break
+                ready, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in ready:
+                    yield self._account_unit(spec, day, running.pop(fut), header_rejected, f,
+                                             fut.result)  # fmt: skip
+            if next(queue, None) is not None:
+                f.outcome = "interrupted"
+
+    def _account_unit(
+        self,
+        spec: JobSpec,
+        day: str,
+        u: _Unit,
+        header_rejected: set[str],
+        f: Firing,
+        result: Callable[[], RunSummary],
+    ) -> RunSummary | None:
+        """The unit's run summary (``result()``: raises what the run raised) into the
+        firing's counts, the metrics and the ledger (main thread)."""
+        unit, n_exposures = u.unit, u.n_exposures
+        try:
+            summary = result()
         except Exception as exc:
             f.units_failed += 1
             msg = f"{type(exc).__name__}: {exc}"
@@ -546,6 +653,23 @@ class Service:
                 self.staleness_hook(spec, self.job_settings(spec), self.store, window[-1])
             except Exception as exc:  # alerting trouble never hides the check's result
                 log.error("job %s: staleness alerts for %s failed: %s", spec.name, window[-1], exc)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One detector-day of a job's day: ``instrument/detector`` in the ledger."""
+
+    instrument: str
+    detector: str
+    unit: str
+    n_exposures: int
+
+
+# Units run at once per worker with a parallel executor: a science CCD is two tasks of
+# eight amps, so this keeps IN_FLIGHT_PER_WORKER tasks per worker in flight.
+def unit_concurrency(workers: int | None) -> int:
+    """Units (detector-days) of a day run at once on ``workers`` workers."""
+    return max(2, in_flight_limit(workers) // 2)
 
 
 def item_name(item: Any) -> str:
