@@ -27,6 +27,9 @@ class FileCache:
         self._open: dict[str, RawFile] = {}
         self._failed: dict[str, InputError] = {}
         self._buffers: dict[str, np.ndarray] = {}
+        # decoded raw amp images, one array per (dtype, shape), reused by every read:
+        # an image is valid until the next read_amp (RawFile.read_amp)
+        self.raw_buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
 
     def get(self, path: str) -> RawFile:
         if path in self._failed:
@@ -64,6 +67,7 @@ class FileCache:
             raw.close()
         self._open.clear()
         self._buffers.clear()
+        self.raw_buffers.clear()
 
 
 FrameHook = Callable[[np.ndarray, AmpGeometry, np.ndarray], None]
@@ -116,7 +120,7 @@ def read_corrected_stack(
     for fr in frames:
         try:
             raw = cache.get(fr.path)
-            image, geom = raw.read_amp(amp)
+            image, geom = raw.read_amp(amp, cache.raw_buffers)
         except InputError as err:
             result.rejected[err.path] = err.reason
             continue
