@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
 
 
 def make_executor(kind: str, workers: int | None, dask_address: str | None = None) -> Executor:
@@ -18,14 +19,29 @@ def make_executor(kind: str, workers: int | None, dask_address: str | None = Non
         from distributed import Client, LocalCluster
 
         if dask_address:
-            client = Client(dask_address)
-        else:
-            client = Client(
-                LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                             processes=True, dashboard_address=None)
-            )  # fmt: skip
-        return client.get_executor()
+            return DaskExecutor(Client(dask_address))
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=None)  # fmt: skip
+        return DaskExecutor(Client(cluster), cluster)
     return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, initializer=_worker_init)
+
+
+class DaskExecutor(Executor):
+    """``Client.get_executor()`` whose shutdown also closes the client, and the local
+    cluster when it made one (else its worker processes outlive the run)."""
+
+    def __init__(self, client: Any, cluster: Any = None) -> None:
+        self.client, self._cluster = client, cluster
+        self._ex = client.get_executor()
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        return self._ex.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._ex.shutdown(wait=wait)
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
 
 def _worker_init() -> None:

@@ -154,3 +154,15 @@ def test_stop_lets_running_units_finish_and_starts_no_new_one(night: Path, tmp_p
         assert rest.units_done == len(DETECTORS) - at_once
         assert len(Ledger(store).entries("daily", DAY_OBS)) == len(DETECTORS)
         assert Ledger(store).day_status("daily", DAY_OBS) == DAY_FINALISED
+
+
+def test_dask_executor_runs_the_same_batch(night: Path, tmp_path: Path) -> None:
+    """dask.distributed's executor (a LocalCluster of two worker processes) through the
+    same bounded batch: the same records as the serial run."""
+    pytest.importorskip("distributed")
+    ref = _reference(tmp_path, night)
+    settings = load_settings(None, store=tmp_path / "d.sqlite", executor="dask", workers=2)
+    with Store(tmp_path / "d.sqlite") as store:
+        summary = run_directory(night, settings, store, day_obs=DAY_OBS)
+        assert len(summary.detector_days) == len(DETECTORS)
+        assert _values(store) == ref
