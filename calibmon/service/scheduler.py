@@ -5,14 +5,20 @@
 - a ``BackgroundScheduler`` whose cron jobs live in a persistent ``SQLAlchemyJobStore``
   (a SQLite file beside the store, ``<store>.jobs.sqlite``), with ``coalesce=True``,
   ``max_instances=1`` and each job's ``misfire_grace_time``; one worker thread, so one
-  firing runs at a time (the pipeline parallelises inside a detector-day);
+  firing runs at a time (the pipeline parallelises inside it);
 - on start, one immediate firing of every job: each firing processes every day_obs of its
   window (target day_obs and ``catch_up_days`` before it) that the run ledger
   (:mod:`calibmon.store.ledger`) does not hold as finished. So a missed firing or a
   restart catches up, and a finished detector-day is never redone;
-- work goes one detector-day at a time (``run_directory(..., detectors=[name])``): a
-  failed detector is recorded in the ledger (and retried up to ``max_attempts``) while
-  the others go on, and a stop request takes effect between detector-days.
+- a day's detector-days (units) go to one executor as one batch: each unit is its own
+  run (``run_directory(..., detectors=[name], executor=shared)``), several run at once
+  (:func:`unit_concurrency`; one at a time with ``executor: serial``), so the workers
+  never idle between detectors. A failed detector is recorded in the ledger (and
+  retried up to ``max_attempts``) while the others go on; a stop request starts no new
+  unit and lets the running ones finish;
+- a day is marked ``pending`` in the ledger before its first unit and ``finalised``
+  after its camera summaries, sinks and alerts: a firing killed in between leaves it
+  pending, and the next firing finishes it even when every unit is done.
 
 The job store pickles a reference to :func:`fire_job` plus the job name; ``fire_job``
 finds the running service through the module's ``_ACTIVE`` slot (set by ``start``,
