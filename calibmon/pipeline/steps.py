@@ -86,6 +86,8 @@ def bin_image(image: np.ndarray, factor: int = IMAGE_BIN) -> np.ndarray:
     if r == 0 or c == 0:
         return image.astype(np.float32)
     blocks = image[:r, :c].reshape(r // factor, factor, c // factor, factor)
+    if not np.isnan(image).any():  # the same sums and counts, without nanmean's copy
+        return blocks.mean(axis=(1, 3)).astype(np.float32)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks (dead amp)
         return np.nanmean(blocks, axis=(1, 3)).astype(np.float32)

@@ -71,3 +71,17 @@ def test_read_amp_into_reused_buffers_matches_a_fresh_read(tmp_path: Path) -> No
                 assert g1 == g2 and reused.dtype == fresh.dtype
                 assert np.array_equal(reused, fresh)
     assert len(buffers) == 1  # one array for every amp of every file
+
+
+@pytest.mark.parametrize("holes", [0.0, 0.05])
+def test_bin_image_matches_nanmean(holes: float) -> None:
+    from calibmon.pipeline.steps import bin_image
+
+    rng = np.random.default_rng(5)
+    img = rng.normal(1000.0, 5.0, (250, 109)).astype(np.float32)
+    img[rng.random(img.shape) < holes] = np.nan
+    blocks = img[:240, :96].reshape(15, 16, 6, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.nanmean(blocks, axis=(1, 3)).astype(np.float32)
+    assert np.array_equal(bin_image(img), ref, equal_nan=True)
