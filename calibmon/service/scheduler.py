@@ -123,7 +123,9 @@ class Service:
     ``runner`` is :func:`calibmon.service.run.run_directory` (a test may wrap it);
     ``after_run(settings, store, summary)`` delivers to sinks and evaluates alerts (the
     CLI passes its post-run step); ``staleness_hook(job, settings, store, day_obs)`` hands
-    a staleness job's target day_obs to the alert engine; ``metrics`` may be None.
+    a staleness job's target day_obs to the alert engine; ``metrics`` may be None;
+    ``executor_factory(settings)`` makes the executor a day's batch runs on (default
+    :func:`settings_executor`; a cluster passes its own).
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class Service:
         tick_seconds: float | None = None,
         jobstore_url: str | None = None,
         staleness_hook: Callable[[JobSpec, Settings, Store, str], None] | None = None,
+        executor_factory: Callable[[Settings], Executor] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -152,6 +155,7 @@ class Service:
         self.tick_seconds = tick_seconds
         self.jobstore_url = jobstore_url or f"sqlite:///{jobstore_path(store.path)}"
         self.staleness_hook = staleness_hook
+        self.executor_factory = executor_factory or settings_executor
         self.ledger = Ledger(store)
         self._stop = threading.Event()
         self._work_lock = threading.Lock()
@@ -537,7 +541,7 @@ class Service:
                 )
             return
         with (
-            make_executor(settings.executor, settings.workers, settings.dask_address) as ex,
+            self.executor_factory(settings) as ex,
             ThreadPoolExecutor(n_at_once, thread_name_prefix="calibmon-unit") as threads,
         ):
             # a process pool forks all its workers at its first task: do that here,
@@ -659,6 +663,11 @@ class Service:
                 self.staleness_hook(spec, self.job_settings(spec), self.store, window[-1])
             except Exception as exc:  # alerting trouble never hides the check's result
                 log.error("job %s: staleness alerts for %s failed: %s", spec.name, window[-1], exc)
+
+
+def settings_executor(settings: Settings) -> Executor:
+    """The executor the settings name (``executor``, ``workers``, ``dask_address``)."""
+    return make_executor(settings.executor, settings.workers, settings.dask_address)
 
 
 @dataclass(frozen=True)

@@ -109,15 +109,23 @@ def _service(store: Store, night: Path, **kw: Any) -> Service:
 def test_service_runs_the_day_as_one_batch(night: Path, tmp_path: Path) -> None:
     ref = _reference(tmp_path, night)
     executors: set[int] = set()
+    made: list[CountingExecutor] = []
 
     def runner(*args: Any, **kw: Any):
         executors.add(id(kw["executor"]))  # every unit on the day's one executor
         return run_directory(*args, **kw)
 
+    def factory(settings: Any) -> Executor:  # what a cluster plugs in
+        made.append(CountingExecutor(ProcessPoolExecutor(max_workers=settings.workers)))
+        return made[-1]
+
     with Store(tmp_path / "s.sqlite") as store:
-        f = _service(store, night, runner=runner).fire("daily")
+        svc = _service(store, night, runner=runner, executor_factory=factory)
+        f = svc.fire("daily")
         assert f is not None and f.outcome == "success" and f.units_done == len(DETECTORS)
-        assert len(executors) == 1
+        assert len(made) == 1 and executors == {id(made[0])}
+        # two tasks a CCD, plus the pool's start-up task
+        assert made[0].submitted == 2 * len(DETECTORS) + 1
         entries = Ledger(store).entries("daily", DAY_OBS)
         assert {u: e.status for u, e in entries.items()} == {
             f"LSSTCam/{d}": "ok" for d in DETECTORS
@@ -144,7 +152,8 @@ def test_stop_lets_running_units_finish_and_starts_no_new_one(night: Path, tmp_p
         holder["svc"] = svc
         f = svc.fire("daily")
         assert f is not None and f.outcome == "interrupted"
-        # every unit started before the stop finished and is in the ledger
+        # the units ran at once: every one started before the first ended (and asked to
+        # stop) finished and is in the ledger
         assert f.units_done == at_once
         entries = Ledger(store).entries("daily", DAY_OBS)
         assert len(entries) == at_once and {e.status for e in entries.values()} == {"ok"}
