@@ -29,7 +29,7 @@ from calibmon.pipeline.batch import (
     in_flight_limit,
     run_detector_days,
 )
-from calibmon.pipeline.executors import keep_freed_memory, make_executor
+from calibmon.pipeline.executors import executor_workers, keep_freed_memory, make_executor
 from calibmon.pipeline.measure import STEPS, measure_amp, measure_amps
 from calibmon.pipeline.reading import (
     FileCache,
@@ -56,10 +56,37 @@ from calibmon.pipeline.tasks import (
 from calibmon.pipeline.verify_steps import finish_detector_verification
 
 __all__ = [
-    "AMPS_PER_TASK", "GAIN_METRICS_IN_STORE", "IMAGE_BIN", "KIND_ORDER", "METRIC_KIND",
-    "STEPS", "AmpContext", "AmpHints", "AmpResult", "AmpSetTask", "AmpTask", "DetectorDay",
-    "FileCache", "Frame", "FrameHook", "Hint", "RunContext", "amp_records", "bin_image",
-    "camera_records", "correct_frame_into", "corrected_stack", "detector_days", "finish_detector_verification", "in_flight_limit", "keep_freed_memory",
-    "make_executor", "measure_amp", "measure_amps", "new_run_context",
-    "read_corrected_stack", "run_detector_days",
+    "AMPS_PER_TASK",
+    "GAIN_METRICS_IN_STORE",
+    "IMAGE_BIN",
+    "KIND_ORDER",
+    "METRIC_KIND",
+    "STEPS",
+    "AmpContext",
+    "AmpHints",
+    "AmpResult",
+    "AmpSetTask",
+    "AmpTask",
+    "DetectorDay",
+    "FileCache",
+    "Frame",
+    "FrameHook",
+    "Hint",
+    "RunContext",
+    "amp_records",
+    "bin_image",
+    "camera_records",
+    "correct_frame_into",
+    "corrected_stack",
+    "detector_days",
+    "executor_workers",
+    "finish_detector_verification",
+    "in_flight_limit",
+    "keep_freed_memory",
+    "make_executor",
+    "measure_amp",
+    "measure_amps",
+    "new_run_context",
+    "read_corrected_stack",
+    "run_detector_days",
 ]  # fmt: skip

@@ -21,7 +21,7 @@ def make_executor(kind: str, workers: int | None, dask_address: str | None = Non
         if dask_address:
             return DaskExecutor(Client(dask_address))
         cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None)  # fmt: skip
+                               processes=True, dashboard_address=":0")  # fmt: skip
         return DaskExecutor(Client(cluster), cluster)
     return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, initializer=_worker_init)
 
@@ -42,6 +42,22 @@ class DaskExecutor(Executor):
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def executor_workers(ex: Executor) -> int | None:
+    """How many tasks ``ex`` runs at once, when it says: a process pool's workers, a dask
+    client's worker threads (``max_workers`` on any other executor); else None."""
+    n = getattr(ex, "max_workers", None) or getattr(ex, "_max_workers", None)
+    if n:
+        return int(n)
+    client = getattr(ex, "client", None) or getattr(ex, "_client", None)
+    if client is None:
+        return None
+    try:
+        workers = client.scheduler_info()["workers"].values()
+        return sum(int(w.get("nthreads", 1)) for w in workers) or None
+    except Exception:  # a client that cannot tell: the caller's default
+        return None
 
 
 def _worker_init() -> None:

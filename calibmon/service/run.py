@@ -34,6 +34,7 @@ from calibmon.pipeline import (
     amp_records,
     camera_records,
     detector_days,
+    executor_workers,
     finish_detector_verification,
     in_flight_limit,
     make_executor,
@@ -143,6 +144,7 @@ def run_directory(
     camera_summaries: bool = True,
     executor: Executor | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_in_flight: int | None = None,
 ) -> RunSummary:
     """Process every exposure under ``input_dir`` into ``store``.
 
@@ -156,6 +158,8 @@ def run_directory(
     :func:`calibmon.pipeline.run_detector_days`): ``executor`` when given (the caller
     owns it, e.g. the scheduler's for a whole day, or a cluster's), else one made from
     the settings for this run. ``should_stop()`` true: no new detector-day is started.
+    ``max_in_flight``: tasks submitted at a time (default: 3 per worker of the executor,
+    :func:`calibmon.pipeline.in_flight_limit`).
     """
     t0 = time.perf_counter()
     catalogue = catalogue or load_catalogue(settings.catalogue_dir)
@@ -226,7 +230,9 @@ def run_directory(
             run_detector_days(
                 dds, ex, hints, done, progress,
                 calibs=lambda dd: calibs.get((dd.instrument, dd.day_obs, dd.detector_name)),
-                max_in_flight=in_flight_limit(settings.workers), should_stop=should_stop,
+                max_in_flight=max_in_flight or in_flight_limit(executor_workers(ex)
+                                                               or settings.workers),
+                should_stop=should_stop,
             )  # fmt: skip
     if dds and camera_summaries:
         summary.n_records += write_camera_summaries(

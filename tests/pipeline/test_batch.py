@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from calibmon.config import load_settings
-from calibmon.pipeline import in_flight_limit
+from calibmon.pipeline import executor_workers, in_flight_limit, make_executor
 from calibmon.service.run import run_directory
 from calibmon.service.scheduler import Service, shifted_clock, unit_concurrency
 from calibmon.service.schedules import JobSpec
@@ -82,7 +82,9 @@ def _reference(tmp_path: Path, night: Path) -> dict[tuple, float]:
 def test_run_keeps_in_flight_tasks_bounded(night: Path, tmp_path: Path) -> None:
     ref = _reference(tmp_path, night)
     settings = load_settings(None, store=tmp_path / "c.sqlite", executor="process", workers=1)
-    limit = in_flight_limit(1)
+    limit = in_flight_limit(1)  # the counting wrapper does not say its workers
+    with ProcessPoolExecutor(max_workers=3) as pool:
+        assert executor_workers(pool) == 3
     with Store(tmp_path / "c.sqlite") as store:
         ex = CountingExecutor(ProcessPoolExecutor(max_workers=2))
         with ex:
@@ -171,6 +173,8 @@ def test_dask_executor_runs_the_same_batch(night: Path, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     ref = _reference(tmp_path, night)
     settings = load_settings(None, store=tmp_path / "d.sqlite", executor="dask", workers=2)
+    with make_executor("dask", 2) as ex:
+        assert executor_workers(ex) == 2  # the in-flight bound follows the cluster
     with Store(tmp_path / "d.sqlite") as store:
         summary = run_directory(night, settings, store, day_obs=DAY_OBS)
         assert len(summary.detector_days) == len(DETECTORS)
