@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def detector_days(discovery: Discovery) -> list[DetectorDay]:
+    """One :class:`DetectorDay` per (instrument, day_obs, detector) of ``discovery``."""
     out = []
     for (inst, day, name), groups in discovery.by_detector().items():
         by_kind: dict[str, Group] = {}
@@ -32,6 +33,7 @@ def detector_days(discovery: Discovery) -> list[DetectorDay]:
     return out
 
 
+# Amps per worker task: half a science CCD, so one detector keeps two cores busy.
 AMPS_PER_TASK = 8
 
 

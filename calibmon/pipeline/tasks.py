@@ -27,6 +27,8 @@ GAIN_METRICS_IN_STORE = ("ptc_gain", "gain")
 
 @dataclass(frozen=True)
 class Frame:
+    """One exposure file as the steps see it: exposure and dark times in seconds."""
+
     path: str
     exposure_id: int
     exptime_s: float
@@ -126,6 +128,8 @@ class AmpResult:
 
 @dataclass(frozen=True)
 class RunContext:
+    """What every record of one run carries in its provenance."""
+
     run_id: str
     config_hash: str
     processed_at: str
@@ -133,6 +137,7 @@ class RunContext:
 
 
 def new_run_context(config_hash: str) -> RunContext:
+    """A new run: id ``<UTC time>-<8 hex>``, processed now (UTC, ms)."""
     now = datetime.now(UTC)
     run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     return RunContext(run_id=run_id, config_hash=config_hash, processed_at=iso_utc_ms(now))
@@ -140,6 +145,8 @@ def new_run_context(config_hash: str) -> RunContext:
 
 @dataclass
 class DetectorDay:
+    """One detector's exposures of one day_obs, one group per kind."""
+
     instrument: str
     day_obs: str
     detector_name: str
