@@ -11,14 +11,20 @@ All timings are measured in this run, on this machine:
   ccdproc   the daily set (bias/dark/flat) with ccdproc: subtract_overscan (median,
             per row) + trim_image + combine (average, sigma clipping) per amp, plus the
             same flat-pair gain in numpy; one process (ccdproc has no parallel mode)
+  run       ``calibmon run`` end to end as a new process (interpreter start, imports,
+            discovery, store, records) on a 30-file detector-day: 10 bias, 10 dark,
+            10 flat of the input, against the floor of the same 30 files
 
-and the ratios pipeline/floor and ccdproc/pipeline (daily set).
+and the ratios pipeline/floor, run/floor and ccdproc/pipeline (daily set).
+``--skip-ptc`` leaves out the PTC ramp (simulated and timed).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -55,6 +61,24 @@ def pipeline_seconds(root: Path, workers: int, kinds: list[str] | None) -> tuple
             t0 = time.perf_counter()
             summary = run_directory(root, settings, store, kinds=kinds)
             return time.perf_counter() - t0, summary.n_records
+
+
+def run_seconds(files: list[Path], workers: int) -> tuple[float, int]:
+    """``calibmon run`` as a new process on ``files`` (symlinked into one directory)."""
+    with tempfile.TemporaryDirectory() as d:
+        raw = Path(d) / "raw"
+        raw.mkdir()
+        for p in files:
+            (raw / p.name).symlink_to(p.resolve())
+        argv = [sys.executable, "-c", "import sys; from calibmon.cli import main; "
+                "sys.exit(main(sys.argv[1:]))", "run", "--input", str(raw), "--workers",
+                str(workers), "--store", str(Path(d) / "s.sqlite"), "-q"]  # fmt: skip
+        t0 = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise SystemExit(f"calibmon run failed ({done.returncode}): {done.stderr[-500:]}")
+        return seconds, len(files)
 
 
 def ccdproc_seconds(files_by_kind: dict[str, list[Path]]) -> float:
@@ -102,6 +126,8 @@ def main() -> None:
     ap.add_argument("--input", type=Path)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--skip-ccdproc", action="store_true")
+    ap.add_argument("--skip-ptc", action="store_true", help="no PTC ramp (simulated/timed)")
+    ap.add_argument("--skip-run", action="store_true", help="no end-to-end calibmon run")
     args = ap.parse_args()
     tmp = None
     if args.input is None:
@@ -110,8 +136,9 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory(prefix="calibmon-bench-")
         args.input = Path(tmp.name)
         t0 = time.perf_counter()
-        simulate_night(args.input, "20251121", ["R22_S11"], small=False, seed=1, ptc=True,
-                       n_bias=15, n_dark=15, n_flat=16, n_ptc_pairs=30)  # fmt: skip
+        simulate_night(args.input, "20251121", ["R22_S11"], small=False, seed=1,
+                       ptc=not args.skip_ptc, n_bias=15, n_dark=15, n_flat=16,
+                       n_ptc_pairs=30)  # fmt: skip
         print(f"simulated in {time.perf_counter() - t0:.1f} s")
     from calibmon.io.discover import discover
 
@@ -126,12 +153,19 @@ def main() -> None:
 
     fl_daily = floor_seconds(daily, args.workers)
     pl_daily, n_daily = pipeline_seconds(args.input, args.workers, ["bias", "dark", "flat"])
-    fl_all = floor_seconds(allf, args.workers)
-    pl_all, n_all = pipeline_seconds(args.input, args.workers, None)
     print(f"daily set   floor {fl_daily:6.1f} s   pipeline {pl_daily:6.1f} s   "
           f"ratio {pl_daily / fl_daily:4.2f}   ({n_daily} records)")  # fmt: skip
-    print(f"with PTC    floor {fl_all:6.1f} s   pipeline {pl_all:6.1f} s   "
-          f"ratio {pl_all / fl_all:4.2f}   ({n_all} records)")  # fmt: skip
+    if not args.skip_ptc and by_kind.get("ptc"):
+        fl_all = floor_seconds(allf, args.workers)
+        pl_all, n_all = pipeline_seconds(args.input, args.workers, None)
+        print(f"with PTC    floor {fl_all:6.1f} s   pipeline {pl_all:6.1f} s   "
+              f"ratio {pl_all / fl_all:4.2f}   ({n_all} records)")  # fmt: skip
+    if not args.skip_run:
+        day30 = [p for k in ("bias", "dark", "flat") for p in by_kind.get(k, [])[:10]]
+        fl_30 = floor_seconds(day30, args.workers)
+        run_30, n_30 = run_seconds(day30, args.workers)
+        print(f"calibmon run ({n_30} files, new process)   floor {fl_30:6.1f} s   "
+              f"run {run_30:6.1f} s   ratio {run_30 / fl_30:4.2f}")  # fmt: skip
     if not args.skip_ccdproc:
         cp = ccdproc_seconds(by_kind)
         print(f"ccdproc     daily set {cp:6.1f} s (1 process)   ccdproc/pipeline = "

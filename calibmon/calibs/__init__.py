@@ -6,10 +6,12 @@
   exposures, one amp's stack at a time (``calibmon calibs build``).
 - ``registry.py``: certification of products for validity ranges and the lookup for a
   day_obs (Butler CALIBRATION-collection semantics), missing-product reports, validity advice.
-- ``steps.py``: the verify steps of :data:`calibmon.pipeline.STEPS` (cp_verify style);
-  the statistics themselves are pure functions in :mod:`calibmon.science.verify`.
-- ``calibmon calibs build|certify|list|validity|import`` is the CLI's ``cli/calibs.py``.
+- the verify steps (cp_verify style) are pipeline steps:
+  :mod:`calibmon.pipeline.verify_steps`; the statistics themselves are pure functions in
+  :mod:`calibmon.science.verify`.
+- ``calibmon calibs build|certify|list|validity|import`` is :mod:`calibmon.cli.calibs`.
 
 This package's ``__init__`` imports nothing: :mod:`calibmon.pipeline` imports
-``calibs.steps`` while ``calibs.build`` imports the pipeline.
+``calibs.products`` while ``calibs.build`` imports the pipeline. The run of
+``calibs build`` (store, gain hints) is :mod:`calibmon.service.build_calibs`.
 """

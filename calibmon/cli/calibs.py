@@ -63,7 +63,7 @@ def _open(args: argparse.Namespace):
 # Commands
 # --------------------------------------------------------------------------------------
 def cmd_build(args: argparse.Namespace) -> int:
-    from calibmon.calibs.build import build_calibs
+    from calibmon.service.build_calibs import build_calibs
 
     if not Path(args.input).exists():
         raise ConfigError(f"--input {args.input} does not exist")

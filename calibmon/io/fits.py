@@ -244,6 +244,25 @@ def _short(exc: BaseException) -> str:
     return text[:200] if text else type(exc).__name__
 
 
+def _decode(hdu: Any, buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] | None) -> Any:
+    """An image HDU's pixels, into a reused array of ``buffers`` when given (fitsio's
+    ``read`` allocates a zeroed array per call; its ``read_image`` fills any array of
+    the image's dtype and shape)."""
+    if buffers is None or not hdu.has_data():
+        return hdu.read()
+    try:
+        dtype, shape = hdu._get_dtype_and_shape()
+        fits, ext = hdu._FITS, hdu._ext
+    except AttributeError:  # another fitsio: its own allocation
+        return hdu.read()
+    key = (np.dtype(dtype).str, tuple(int(n) for n in shape))
+    buf = buffers.get(key)
+    if buf is None:
+        buf = buffers[key] = np.empty(key[1], dtype=dtype)
+    fits.read_image(ext + 1, buf)
+    return buf
+
+
 class RawFile:
     """An open raw file; reads one amplifier at a time.
 
@@ -339,13 +358,19 @@ class RawFile:
             more = f" (+{len(missing) - 4} more)" if len(missing) > 4 else ""
             raise InputError(self.path, f"HDU {segs}{more} missing")
 
-    def read_amp(self, amp: str) -> tuple[np.ndarray, AmpGeometry]:
+    def read_amp(
+        self, amp: str, buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, AmpGeometry]:
         """Pixels (int32 or as stored, shape (n_rows, n_cols), adu) and geometry of ``amp``.
 
         The HDU's header is checked first (:func:`calibmon.io.validate.check_image_hdu`:
         pixel type, axes, compression keys, DATASEC) so a hostile header never reaches the
         decompressor. Raises :class:`InputError` for a missing segment, a bad header,
         corrupt data or a frame whose pixels all have one value (dropped readout).
+
+        ``buffers``: decode into an array kept there per (dtype, shape) and reused by the
+        next call with the same ``buffers`` (a fresh 5 MB array per HDU costs its zeroing
+        and a page fault per 4 kB); the returned image is then only valid until that call.
         """
         seg = f"Segment{amp[1:]}"
         if amp not in self._index:
@@ -359,7 +384,7 @@ class RawFile:
             raise InputError(self.path, f"{seg}: cannot read header ({_short(exc)})") from exc
         geom = val.check_image_hdu(self.path, seg, info, hdr, self._size)
         try:
-            data = hdu.read()
+            data = _decode(hdu, buffers)
         except FOREIGN_ERRORS as exc:
             raise InputError(self.path, f"{seg}: cannot decode pixels ({_short(exc)})") from exc
         val.check_pixels_shape(self.path, seg, data, geom)

@@ -4,7 +4,7 @@ Spec: DMTN-101 ("Calibration Products Verification"), as implemented by lsst/cp_
 (``verifyBias.py``, ``verifyDark.py``, ``verifyFlat.py``, ``verifyStats.py`` at 5855743).
 Each function takes arrays of one amplifier (trimmed, overscan corrected) and returns
 numbers; which products and frames go in is the caller's business
-(:mod:`calibmon.calibs.steps`). Facts taken over from cp_verify:
+(:mod:`calibmon.pipeline.verify_steps`). Facts taken over from cp_verify:
 
 - statistics are afw MEANCLIP/STDEVCLIP with ``numSigmaClip`` = 5 and ``clipMaxIter``
   = 3 (``CpVerifyStatsConfig``), pixels of the BAD mask (the certified defects) left

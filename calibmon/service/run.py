@@ -11,13 +11,14 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from calibmon.calibs import registry as calib_registry
 from calibmon.calibs.products import CertifiedCalib
-from calibmon.calibs.steps import finish_detector_verification
 from calibmon.catalogue import Catalogue, load_catalogue
 from calibmon.config import Settings
 from calibmon.errors import InputError
@@ -33,6 +34,9 @@ from calibmon.pipeline import (
     amp_records,
     camera_records,
     detector_days,
+    executor_workers,
+    finish_detector_verification,
+    in_flight_limit,
     make_executor,
     new_run_context,
     run_detector_days,
@@ -138,6 +142,9 @@ def run_directory(
     rc: RunContext | None = None,
     discovery: Discovery | None = None,
     camera_summaries: bool = True,
+    executor: Executor | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_in_flight: int | None = None,
 ) -> RunSummary:
     """Process every exposure under ``input_dir`` into ``store``.
 
@@ -146,6 +153,13 @@ def run_directory(
     the detector in flight. A caller that already scanned the directory passes
     ``discovery`` (the scheduler scans a day once and runs it detector by detector) and
     may leave the camera summaries to :func:`write_camera_summaries` once per day.
+
+    Every detector-day goes to one executor as one batch (bounded in-flight tasks,
+    :func:`calibmon.pipeline.run_detector_days`): ``executor`` when given (the caller
+    owns it, e.g. the scheduler's for a whole day, or a cluster's), else one made from
+    the settings for this run. ``should_stop()`` true: no new detector-day is started.
+    ``max_in_flight``: tasks submitted at a time (default: 3 per worker of the executor,
+    :func:`calibmon.pipeline.in_flight_limit`).
     """
     t0 = time.perf_counter()
     catalogue = catalogue or load_catalogue(settings.catalogue_dir)
@@ -209,10 +223,16 @@ def run_directory(
         del t
 
     if dds:
-        with make_executor(settings.executor, settings.workers, settings.dask_address) as ex:
+        with ExitStack() as stack:
+            ex = executor or stack.enter_context(
+                make_executor(settings.executor, settings.workers, settings.dask_address)
+            )
             run_detector_days(
                 dds, ex, hints, done, progress,
                 calibs=lambda dd: calibs.get((dd.instrument, dd.day_obs, dd.detector_name)),
+                max_in_flight=max_in_flight or in_flight_limit(executor_workers(ex)
+                                                               or settings.workers),
+                should_stop=should_stop,
             )  # fmt: skip
     if dds and camera_summaries:
         summary.n_records += write_camera_summaries(

@@ -5,14 +5,20 @@
 - a ``BackgroundScheduler`` whose cron jobs live in a persistent ``SQLAlchemyJobStore``
   (a SQLite file beside the store, ``<store>.jobs.sqlite``), with ``coalesce=True``,
   ``max_instances=1`` and each job's ``misfire_grace_time``; one worker thread, so one
-  firing runs at a time (the pipeline parallelises inside a detector-day);
+  firing runs at a time (the pipeline parallelises inside it);
 - on start, one immediate firing of every job: each firing processes every day_obs of its
   window (target day_obs and ``catch_up_days`` before it) that the run ledger
   (:mod:`calibmon.store.ledger`) does not hold as finished. So a missed firing or a
   restart catches up, and a finished detector-day is never redone;
-- work goes one detector-day at a time (``run_directory(..., detectors=[name])``): a
-  failed detector is recorded in the ledger (and retried up to ``max_attempts``) while
-  the others go on, and a stop request takes effect between detector-days.
+- a day's detector-days (units) go to one executor as one batch: each unit is its own
+  run (``run_directory(..., detectors=[name], executor=shared)``), several run at once
+  (:func:`unit_concurrency`; one at a time with ``executor: serial``), so the workers
+  never idle between detectors. A failed detector is recorded in the ledger (and
+  retried up to ``max_attempts``) while the others go on; a stop request starts no new
+  unit and lets the running ones finish;
+- a day is marked ``pending`` in the ledger before its first unit and ``finalised``
+  after its camera summaries, sinks and alerts: a firing killed in between leaves it
+  pending, and the next firing finishes it even when every unit is done.
 
 The job store pickles a reference to :func:`fire_job` plus the job name; ``fire_job``
 finds the running service through the module's ``_ACTIVE`` slot (set by ``start``,
@@ -29,7 +35,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,12 +46,18 @@ from calibmon import clock as service_clock
 from calibmon.catalogue import load_catalogue
 from calibmon.config import Settings
 from calibmon.io.discover import Discovery, discover
-from calibmon.pipeline import new_run_context
+from calibmon.pipeline import in_flight_limit, make_executor, new_run_context
 from calibmon.service.dayobs import day_obs_for, day_obs_window, previous_day_obs, shift_day_obs
 from calibmon.service.prometheus import LOCAL_SINK, CalibmonMetrics, store_opens
 from calibmon.service.run import RunSummary, run_directory, write_camera_summaries
 from calibmon.service.schedules import EXPECTED_EVIDENCE, JobSpec
-from calibmon.store.ledger import Ledger, evidence_present
+from calibmon.store.ledger import (
+    DAY_FINALISED,
+    DAY_PENDING,
+    DONE_STATUSES,
+    Ledger,
+    evidence_present,
+)
 from calibmon.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -114,7 +127,9 @@ class Service:
     ``runner`` is :func:`calibmon.service.run.run_directory` (a test may wrap it);
     ``after_run(settings, store, summary)`` delivers to sinks and evaluates alerts (the
     CLI passes its post-run step); ``staleness_hook(job, settings, store, day_obs)`` hands
-    a staleness job's target day_obs to the alert engine; ``metrics`` may be None.
+    a staleness job's target day_obs to the alert engine; ``metrics`` may be None;
+    ``executor_factory(settings)`` makes the executor a day's batch runs on (default
+    :func:`settings_executor`; a cluster passes its own).
     """
 
     def __init__(
@@ -131,6 +146,7 @@ class Service:
         tick_seconds: float | None = None,
         jobstore_url: str | None = None,
         staleness_hook: Callable[[JobSpec, Settings, Store, str], None] | None = None,
+        executor_factory: Callable[[Settings], Executor] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -143,6 +159,7 @@ class Service:
         self.tick_seconds = tick_seconds
         self.jobstore_url = jobstore_url or f"sqlite:///{jobstore_path(store.path)}"
         self.staleness_hook = staleness_hook
+        self.executor_factory = executor_factory or settings_executor
         self.ledger = Ledger(store)
         self._stop = threading.Event()
         self._work_lock = threading.Lock()
@@ -377,9 +394,30 @@ class Service:
         # per-detector run sees them again, so they are counted once, here.
         header_rejected = {e.path for e in disc.rejected}
         entries = self.ledger.entries(spec.name, day)
+        was_pending = self.ledger.day_status(spec.name, day) == DAY_PENDING
+        unfinalised = was_pending
         summaries: list[RunSummary] = []
         counted_header_rejects = False
+
+        def before_unit() -> None:
+            """Before each unit is started (main thread)."""
+            nonlocal unfinalised, counted_header_rejects
+            if not unfinalised:
+                # before the day's first unit: "units written since the day's camera
+                # summaries and alerts"; a kill before _finalise_day leaves the day for
+                # the next firing to finish
+                self.ledger.mark_day(spec.name, day, DAY_PENDING)
+                unfinalised = True
+            if header_rejected and not counted_header_rejects:
+                counted_header_rejects = True
+                for err in disc.rejected:
+                    log.warning("%s", err)
+                f.n_rejected += len(header_rejected)
+                if self.metrics is not None:
+                    self.metrics.files_rejected.inc(len(header_rejected))
+
         try:
+            todo: list[_Unit] = []
             for (inst, _day, det), groups in disc.by_detector().items():
                 unit = f"{inst}/{det}"
                 exposures = [e for g in groups for e in g.exposures]
@@ -390,29 +428,45 @@ class Service:
                     f.units_waiting += 1
                     log.info("job %s %s %s: files still arriving; waiting", spec.name, day, unit)
                     continue
-                if self.stopping:
-                    f.outcome = "interrupted"
-                    return
-                if header_rejected and not counted_header_rejects:
-                    counted_header_rejects = True
-                    for err in disc.rejected:
-                        log.warning("%s", err)
-                    f.n_rejected += len(header_rejected)
-                    if self.metrics is not None:
-                        self.metrics.files_rejected.inc(len(header_rejected))
-                summary = self._run_unit(spec, settings, input_dir, day, inst, det, unit,
-                                         len(exposures), header_rejected, f, disc,
-                                         store=store)  # fmt: skip
+                todo.append(_Unit(inst, det, unit, len(exposures)))
+            for summary in self._run_units(
+                spec, settings, input_dir, day, todo, header_rejected, f, disc, store, before_unit
+            ):
                 if summary is not None:
                     summaries.append(summary)
                 if day not in f.day_obs:
                     f.day_obs.append(day)
         finally:
             # Sinks and alerts once per day_obs, over the detector-days just done (also
-            # when a stop request cut the day short).
-            if summaries:
-                self._camera_summaries(settings, day, summaries)
-                self._after_run(spec, settings, merge_summaries(day, summaries))
+            # when a stop request cut the day short); or over the day as stored when an
+            # earlier firing was killed between its last unit and this step.
+            if summaries or (was_pending and not self.stopping):
+                if not summaries:
+                    summaries = [self._stored_day_summary(spec, day, disc, entries)]
+                    if day not in f.day_obs:
+                        f.day_obs.append(day)
+                self._finalise_day(spec, settings, day, summaries)
+
+    def _stored_day_summary(
+        self, spec: JobSpec, day: str, disc: Discovery, entries: dict[str, Any]
+    ) -> RunSummary:
+        """What the post-run steps need of a day processed by earlier firings: its day_obs
+        and the detector-days the ledger holds as processed."""
+        done = [
+            (inst, d, det) for inst, d, det in disc.by_detector()
+            if (e := entries.get(f"{inst}/{det}")) is not None and e.status in DONE_STATUSES
+        ]  # fmt: skip
+        return RunSummary(run_id=f"serve:{spec.name}:finalise", day_obs=[day], detector_days=done)
+
+    def _finalise_day(
+        self, spec: JobSpec, settings: Settings, day: str, summaries: list[RunSummary]
+    ) -> None:
+        """Camera summaries, sinks and alerts of ``day``, then the day's ledger mark
+        (``finalised``, :meth:`Ledger.mark_day`): a kill before the mark repeats this
+        step on the next firing (each part is idempotent), never skips it."""
+        self._camera_summaries(settings, day, summaries)
+        self._after_run(spec, settings, merge_summaries(day, summaries))
+        self.ledger.mark_day(spec.name, day, DAY_FINALISED)
 
     def _camera_summaries(self, settings: Settings, day: str, summaries: list[RunSummary]) -> None:
         """Camera summaries once per day_obs, after its detector-days (not once per unit)."""
@@ -512,29 +566,92 @@ class Service:
         except Exception as exc:  # the next call retries
             log.error("periodic delivery of notifications failed: %s", exc)
 
-    def _run_unit(
+    def _run_units(
         self,
         spec: JobSpec,
         settings: Settings,
         input_dir: Path,
         day: str,
-        instrument: str,
-        det: str,
-        unit: str,
-        n_exposures: int,
+        todo: Sequence[_Unit],
         header_rejected: set[str],
         f: Firing,
-        disc: Discovery | None = None,
-        store: Any = None,
-    ) -> RunSummary | None:
-        if not settings.instrument:
-            settings = settings.model_copy(update={"instrument": instrument})
-        try:
-            summary = self.runner(
-                input_dir, settings, store or self.store, day_obs=day, detectors=[det],
-                kinds=list(spec.discover_kinds), command=f"serve:{spec.name}",
-                discovery=disc, camera_summaries=False,
+        disc: Discovery,
+        store: Any,
+        before_unit: Callable[[], None],
+    ) -> Iterator[RunSummary | None]:
+        """Run the day's units as one batch; yield each one's summary (None: failed) as
+        it completes, after its ledger entry.
+
+        All units share one executor (the settings', made once for the day): up to
+        :func:`unit_concurrency` units run at once, each submitting its amp tasks, so the
+        workers never wait for the slowest detector of a unit before the next. A stop
+        request starts no new unit and lets the running ones finish. A serial executor
+        runs the units one after the other in this thread."""
+        if not todo:
+            return
+        n_at_once = 1 if settings.executor == "serial" else unit_concurrency(settings.workers)
+        n_at_once = min(n_at_once, len(todo))
+
+        def call(u: _Unit, executor: Executor | None) -> RunSummary:
+            unit_settings = settings
+            if not settings.instrument:
+                unit_settings = settings.model_copy(update={"instrument": u.instrument})
+            kw: dict[str, Any] = {} if executor is None else {"executor": executor}
+            return self.runner(
+                input_dir, unit_settings, store or self.store, day_obs=day,
+                detectors=[u.detector], kinds=list(spec.discover_kinds),
+                command=f"serve:{spec.name}", discovery=disc, camera_summaries=False, **kw,
             )  # fmt: skip
+
+        if n_at_once == 1:
+            for u in todo:
+                if self.stopping:
+                    f.outcome = "interrupted"
+                    return
+                before_unit()
+                yield self._account_unit(
+                    spec, day, u, header_rejected, f, lambda u=u: call(u, None)
+                )
+            return
+        with (
+            self.executor_factory(settings) as ex,
+            ThreadPoolExecutor(n_at_once, thread_name_prefix="calibmon-unit") as threads,
+        ):
+            # a process pool forks all its workers at its first task: do that here,
+            # before any other thread exists (a fork copies locks held by other threads)
+            ex.submit(int).result()
+            queue = iter(todo)
+            running: dict[Future, _Unit] = {}
+            while True:
+                while len(running) < n_at_once and not self.stopping:
+                    u = next(queue, None)
+                    if u is None:
+                        break
+                    before_unit()
+                    running[threads.submit(call, u, ex)] = u
+                if not running:
+                    break
+                ready, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in ready:
+                    yield self._account_unit(spec, day, running.pop(fut), header_rejected, f,
+                                             fut.result)  # fmt: skip
+            if next(queue, None) is not None:
+                f.outcome = "interrupted"
+
+    def _account_unit(
+        self,
+        spec: JobSpec,
+        day: str,
+        u: _Unit,
+        header_rejected: set[str],
+        f: Firing,
+        result: Callable[[], RunSummary],
+    ) -> RunSummary | None:
+        """The unit's run summary (``result()``: raises what the run raised) into the
+        firing's counts, the metrics and the ledger (main thread)."""
+        unit, n_exposures = u.unit, u.n_exposures
+        try:
+            summary = result()
         except Exception as exc:
             f.units_failed += 1
             msg = f"{type(exc).__name__}: {exc}"
@@ -619,6 +736,28 @@ class Service:
                 self.staleness_hook(spec, self.job_settings(spec), self.store, window[-1])
             except Exception as exc:  # alerting trouble never hides the check's result
                 log.error("job %s: staleness alerts for %s failed: %s", spec.name, window[-1], exc)
+
+
+def settings_executor(settings: Settings) -> Executor:
+    """The executor the settings name (``executor``, ``workers``, ``dask_address``)."""
+    return make_executor(settings.executor, settings.workers, settings.dask_address)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One detector-day of a job's day: ``instrument/detector`` in the ledger."""
+
+    instrument: str
+    detector: str
+    unit: str
+    n_exposures: int
+
+
+# Units run at once per worker with a parallel executor: a science CCD is two tasks of
+# eight amps, so this keeps IN_FLIGHT_PER_WORKER tasks per worker in flight.
+def unit_concurrency(workers: int | None) -> int:
+    """Units (detector-days) of a day run at once on ``workers`` workers."""
+    return max(2, in_flight_limit(workers) // 2)
 
 
 def item_name(item: Any) -> str:

@@ -9,6 +9,10 @@ job_ledger   one row per (job, day_obs, unit). For a processing job the unit is 
              ``missing`` (staleness: the expected calibration has not arrived).
              ``n_exposures`` is how many exposures the unit had when processed: more
              exposures later (a late transfer, a ramp still being taken) reprocess it.
+job_days     one row per (job, day_obs): ``pending`` from before the day's first unit is
+             processed until its camera summaries, sinks and alerts are done, then
+             ``finalised``. A kill in between leaves ``pending``; the next firing
+             finishes the day even when every unit is done.
 job_status   one row per job: the last firing, its outcome, the last success (the
              ``calibmon_last_success_timestamp_seconds`` collector reads it, so the value
              survives a restart).
@@ -39,6 +43,13 @@ LEDGER_DDL = (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (job, day_obs, unit)
 )""",
+    """CREATE TABLE IF NOT EXISTS job_days (
+    job TEXT NOT NULL,
+    day_obs TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (job, day_obs)
+)""",
     """CREATE TABLE IF NOT EXISTS job_status (
     job TEXT PRIMARY KEY,
     last_run_at TEXT,
@@ -50,6 +61,7 @@ LEDGER_DDL = (
 )
 
 DONE_STATUSES = frozenset({"ok", "rejected"})
+DAY_PENDING, DAY_FINALISED = "pending", "finalised"
 # Outcomes of a firing that count as "the job works" for last_success.
 SUCCESS_OUTCOMES = frozenset({"success", "rejected", "idle", "stale"})
 
@@ -120,6 +132,23 @@ class Ledger:
             " THEN job_ledger.attempts+1 ELSE 1 END, run_id=excluded.run_id,"
             " detail=excluded.detail, updated_at=excluded.updated_at",
             (job, day_obs, unit, status, n_exposures, run_id, detail, utc_now_iso()),
+        )
+
+    # -- days --------------------------------------------------------------------------
+    def day_status(self, job: str, day_obs: str) -> str | None:
+        """``pending``, ``finalised`` or None (the job never processed that day_obs)."""
+        rows = self.store.query(
+            "SELECT status FROM job_days WHERE job=? AND day_obs=?", (job, day_obs)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def mark_day(self, job: str, day_obs: str, status: str) -> None:
+        """Set the day's status (``pending`` or ``finalised``)."""
+        self.store.execute(
+            "INSERT INTO job_days(job, day_obs, status, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(job, day_obs) DO UPDATE SET status=excluded.status,"
+            " updated_at=excluded.updated_at",
+            (job, day_obs, status, utc_now_iso()),
         )
 
     def days(self, job: str) -> list[str]:

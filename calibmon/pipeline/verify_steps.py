@@ -1,7 +1,7 @@
 """The pipeline's verify steps: each day's exposures against the certified products.
 
 ``verify_bias``, ``verify_flat`` and ``verify_dark`` are steps of
-:data:`calibmon.pipeline.STEPS` (signature ``(task, res, ctx)``), each run right after
+:data:`calibmon.pipeline.measure.STEPS` (signature ``(task, res, ctx)``), each run right after
 the step that read the kind's stack: that step leaves the stack in ``ctx.stacks`` when
 ``task.calibs`` holds a certified product of its kind, and the verify step takes it
 from there — the raws are read once. The certified products arrive in ``task.calibs``
@@ -31,18 +31,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from calibmon.calibs.products import AmpPlane, CertifiedCalib, amp_float, read_amp
 from calibmon.errors import CalibError
+from calibmon.pipeline.steps import AmpContext
+from calibmon.pipeline.tasks import AmpResult, AmpTask
 from calibmon.science import defects as defects_sci
 from calibmon.science import verify as vsci
 from calibmon.science.robust import clipped_stats_fast
-
-if TYPE_CHECKING:  # pragma: no cover
-    from calibmon.pipeline import AmpContext, AmpResult, AmpTask
 
 BIAS_METRICS = ("verify_bias_mean", "verify_bias_noise", "verify_bias_pass")
 DARK_METRICS = ("verify_dark_mean", "verify_dark_noise", "verify_dark_pass")
