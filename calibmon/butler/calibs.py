@@ -108,7 +108,7 @@ def import_certified(
     output_dir: Path | None = None,
 ) -> ImportSummary:
     """Register every certification of ``collection`` (see the module docstring)."""
-    from calibmon.calibs.build import default_calib_dir
+    from calibmon.pipeline.masters import default_calib_dir
 
     instrument = instrument or settings.instrument or DEFAULT_INSTRUMENT
     raw_colls = list(raw_collections) or default_raw_collections(instrument)

@@ -2,8 +2,9 @@
 
 - ``products.py``: the product files (per-amp FITS layout), reading, writing, validation;
   :class:`~calibmon.calibs.products.CertifiedCalib`, what the pipeline's verify steps get.
-- ``build.py``: masters (bias, dark, flat per physical_filter, defects) from one day's
-  exposures, one amp's stack at a time (``calibmon calibs build``).
+- the masters (bias, dark, flat per physical_filter, defects) are built from one day's
+  exposures, one amp's stack at a time, by :mod:`calibmon.pipeline.masters`
+  (``calibmon calibs build``).
 - ``registry.py``: certification of products for validity ranges and the lookup for a
   day_obs (Butler CALIBRATION-collection semantics), missing-product reports, validity advice.
 - the verify steps (cp_verify style) are pipeline steps:
@@ -11,7 +12,6 @@
   :mod:`calibmon.science.verify`.
 - ``calibmon calibs build|certify|list|validity|import`` is :mod:`calibmon.cli.calibs`.
 
-This package's ``__init__`` imports nothing: :mod:`calibmon.pipeline` imports
-``calibs.products`` while ``calibs.build`` imports the pipeline. The run of
+This package sits below the pipeline: it imports nothing of :mod:`calibmon.pipeline`. The run of
 ``calibs build`` (store, gain hints) is :mod:`calibmon.service.build_calibs`.
 """

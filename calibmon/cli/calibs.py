@@ -201,8 +201,8 @@ def check_product_file(src: Path) -> None:
 def _import_product(store: Any, src: Path, output_dir: str | None) -> str:
     """Check one product file, copy it beside the store and register it; its id."""
     from calibmon.calibs import registry
-    from calibmon.calibs.build import default_calib_dir
     from calibmon.calibs.products import read_header, validate_product
+    from calibmon.pipeline.masters import default_calib_dir
     from calibmon.store import calibs as db
     from calibmon.store.sqlite import utc_now_iso
 

@@ -1,5 +1,5 @@
 """``calibmon calibs build``: discover one day's exposures, build each detector's
-products (:class:`calibmon.calibs.build.DetectorBuild`), register them and the run in the
+products (:class:`calibmon.pipeline.masters.DetectorBuild`), register them and the run in the
 store. The orchestration lives in the service layer because it needs the store's gain
 hints (:func:`calibmon.service.run.gain_hint_factory`); ``calibs`` itself never imports
 ``service``."""
@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibmon.calibs.build import KINDS_NEEDED, DetectorBuild, default_calib_dir
 from calibmon.config import Settings
 from calibmon.errors import CalibError, InputError
 from calibmon.io.discover import discover
 from calibmon.pipeline import new_run_context
+from calibmon.pipeline.masters import KINDS_NEEDED, DetectorBuild, default_calib_dir
 from calibmon.service.run import gain_hint_factory
 from calibmon.store import calibs as db
 from calibmon.store.sqlite import Store
