@@ -206,7 +206,7 @@ def _run_once(service: Any, jobs: list[Any]) -> int:
 # dayobs
 # --------------------------------------------------------------------------------------
 def cmd_dayobs(args: argparse.Namespace) -> int:
-    from calibmon.service.dayobs import day_obs_for, shift_day_obs
+    from calibmon.dayobs import day_obs_for, shift_day_obs
 
     offset = args.offset
     if args.previous:

@@ -17,13 +17,14 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import fitsio
 import numpy as np
 
+from calibmon.dayobs import day_obs_start
 from calibmon.errors import InputError
 from calibmon.io import detectors as dets
 from calibmon.io import validate as val
@@ -198,8 +199,7 @@ def _fallback_start(day_obs: str, seqnum: int) -> str:
     """Exposure start when a header gives none (no DATE-BEG/DATE-OBS/MJD-BEG/MJD-OBS): a
     deterministic stand-in (day_obs at 12:00 UTC + seqnum seconds) so that the record
     identity (DESIGN §4) stays the same when the same files are processed again."""
-    start = datetime.strptime(day_obs, "%Y%m%d").replace(hour=12, tzinfo=UTC)
-    return iso_utc_ms(start + timedelta(seconds=seqnum))
+    return iso_utc_ms(day_obs_start(day_obs) + timedelta(seconds=seqnum))
 
 
 def read_primary_header(path: str | Path, *, instruments_extra: Iterable[str] = ()) -> RawHeader:

@@ -24,11 +24,11 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from calibmon.dayobs import parse_day_obs
 from calibmon.io.geometry import AmpGeometry
 from calibmon.pipeline.reading import FrameHook, read_corrected_stack
 from calibmon.pipeline.tasks import AmpResult, AmpTask, Frame, Hint
@@ -577,8 +577,7 @@ def _gain_source(gain: Hint, day_obs: str) -> str:
 
 def _age_days(then: str, now: str) -> int:
     try:
-        a = datetime.strptime(then, "%Y%m%d")
-        b = datetime.strptime(now, "%Y%m%d")
+        a, b = parse_day_obs(then), parse_day_obs(now)
     except ValueError:
         return -1
     return (b - a).days

@@ -45,9 +45,9 @@ from typing import Any
 from calibmon import clock as service_clock
 from calibmon.catalogue import load_catalogue
 from calibmon.config import Settings
+from calibmon.dayobs import day_obs_for, day_obs_window, previous_day_obs, shift_day_obs
 from calibmon.io.discover import Discovery, discover
 from calibmon.pipeline import in_flight_limit, make_executor, new_run_context
-from calibmon.service.dayobs import day_obs_for, day_obs_window, previous_day_obs, shift_day_obs
 from calibmon.service.prometheus import LOCAL_SINK, CalibmonMetrics, store_opens
 from calibmon.service.run import RunSummary, run_directory, write_camera_summaries
 from calibmon.service.schedules import EXPECTED_EVIDENCE, JobSpec

@@ -14,7 +14,6 @@ from calibmon import dayobs
 from calibmon.butler import dayobs as butler_dayobs
 from calibmon.io.validate import day_obs_window
 from calibmon.records import MetricRecord, Provenance
-from calibmon.service import dayobs as service_dayobs
 
 
 def test_check_day_obs_is_strict() -> None:
@@ -49,11 +48,6 @@ def test_record_validator_uses_it() -> None:
     assert MetricRecord(day_obs="20251121", **kw).day_obs == "20251121"
     with pytest.raises(ValidationError, match="day_obs"):
         MetricRecord(day_obs="20251399", **kw)
-
-
-def test_service_reexports_the_same_functions() -> None:
-    assert service_dayobs.day_obs_for is dayobs.day_obs_for
-    assert service_dayobs.shift_day_obs is dayobs.shift_day_obs
 
 
 @given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1)))
