@@ -4,6 +4,7 @@ to run the ``calibmon`` CLI and compare exports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,24 +75,14 @@ class DaskWorker(_Process):
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            with _suppress_lookup():
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
-        with _suppress_lookup():
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.proc = None
-
-
-class _suppress_lookup:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ: Any, *exc: Any) -> bool:
-        return typ is not None and issubclass(typ, ProcessLookupError)
 
 
 class DaskCluster:
