@@ -43,6 +43,7 @@ __all__ = [
     "DaskConfig",
     "SlurmConfig",
     "dask_config",
+    "keep_freed_memory_on_workers",
     "open_dask_executor",
     "slurm_cluster_kwargs",
     "slurm_job_script",
@@ -125,6 +126,15 @@ class _KeepFreedMemory:
         keep_freed_memory()
 
 
+def keep_freed_memory_on_workers(client: Any) -> None:
+    """Run the pipeline's glibc set-up (:func:`keep_freed_memory`) on every worker of
+    ``client``'s cluster, those joining later included (a worker plugin)."""
+    from distributed import WorkerPlugin
+
+    plugin = type("KeepFreedMemory", (_KeepFreedMemory, WorkerPlugin), {})()
+    client.register_plugin(plugin)
+
+
 @contextlib.contextmanager
 def open_dask_executor(
     cfg: DaskConfig, workers: int | None = None, *, debug: bool | None = None
@@ -137,7 +147,7 @@ def open_dask_executor(
     Raises :class:`ConfigError` (one line, naming the address) when the scheduler cannot
     be reached within ``cfg.connect_timeout_s`` seconds.
     """
-    from distributed import Client, WorkerPlugin
+    from distributed import Client
 
     if debug is None:
         debug = logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -163,8 +173,7 @@ def open_dask_executor(
             stack.callback(_close, cluster)
             client = Client(cluster, set_as_default=False)
         stack.callback(_close, client)
-        plugin = type("KeepFreedMemory", (_KeepFreedMemory, WorkerPlugin), {})()
-        client.register_plugin(plugin)
+        keep_freed_memory_on_workers(client)
         executor = client.get_executor(pure=False)
         stack.enter_context(executor)
         yield executor
