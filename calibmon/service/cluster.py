@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -156,10 +157,9 @@ def open_dask_executor(
         if cfg.cluster == "address":
             client = _connect(Client, str(cfg.address), cfg.connect_timeout_s)
         elif cfg.cluster == "slurm":
-            from dask_jobqueue import SLURMCluster
-
+            slurm_cluster = _slurm_cluster_class()
             assert cfg.slurm is not None  # DaskConfig fills it in
-            cluster = SLURMCluster(**slurm_cluster_kwargs(cfg.slurm))
+            cluster = slurm_cluster(**slurm_cluster_kwargs(cfg.slurm))
             stack.callback(_close, cluster)
             cluster.scale(jobs=cfg.slurm.jobs)
             client = Client(cluster, set_as_default=False)
@@ -177,6 +177,22 @@ def open_dask_executor(
         executor = client.get_executor(pure=False)
         stack.enter_context(executor)
         yield executor
+
+
+def _slurm_cluster_class() -> Any:
+    """``dask_jobqueue.SLURMCluster``, or one ConfigError line saying what is missing
+    (without ``sbatch`` the worker jobs would never start and the run would wait forever)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "config error: dask.cluster slurm needs dask-jobqueue (pip install 'calibmon[slurm]')"
+        ) from None
+    if shutil.which("sbatch") is None:
+        raise ConfigError(
+            "config error: dask.cluster slurm: sbatch is not on PATH (run on a Slurm submit host)"
+        )
+    return SLURMCluster
 
 
 def _connect(client_cls: Any, address: str, timeout_s: float) -> Any:

@@ -124,3 +124,15 @@ def test_the_shipped_slurm_example_is_a_valid_config(tmp_path: Path, monkeypatch
     assert f"#SBATCH -p {cfg.slurm.partition or cfg.slurm.queue}" in script
     assert f"#SBATCH -A {cfg.slurm.account}" in script
     assert f"#SBATCH -t {cfg.slurm.walltime}" in script
+
+
+def test_slurm_without_sbatch_is_one_config_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here: not a Slurm submit host
+    expected = r"^config error: dask\.cluster slurm: sbatch is not on PATH"
+    with (
+        pytest.raises(ConfigError, match=expected),
+        open_dask_executor(DaskConfig(cluster="slurm")),
+    ):
+        pass
