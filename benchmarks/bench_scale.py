@@ -179,6 +179,7 @@ def main() -> None:
               f"{os.cpu_count()} CPUs")  # fmt: skip
         store_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bs-store-")))
 
+        print("load average at start: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
         floor = {w: floor_seconds(files, w) for w in WORKERS}
         runners: dict[str, Callable[[Path, Path, int], tuple[float, int]]] = {
             "process": process_run,
@@ -211,7 +212,9 @@ def main() -> None:
         per_100 = LSSTCAM_DETECTOR_DAYS * per_dd * 2 / 100
         print(f"  {name:9} this machine (2 cores): {here / 60:7.1f} min   "
               f"per 100 cores: {per_100 / 60:6.2f} min")  # fmt: skip
-    print(f"\n(benchmark took {time.perf_counter() - t_all:.0f} s)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n(benchmark took {time.perf_counter() - t_all:.0f} s; load average now {load}: "
+          "other work on this machine inflates the rows, not all alike)")  # fmt: skip
 
 
 if __name__ == "__main__":
