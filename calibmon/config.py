@@ -59,6 +59,62 @@ class MinFrames(BaseModel):
     ptc: int = Field(4, ge=4)
 
 
+class SlurmConfig(BaseModel):
+    """Worker jobs asked from Slurm by dask-jobqueue (``dask: {cluster: slurm, slurm: ...}``).
+
+    Each job runs ``processes`` dask workers sharing ``cores`` cores and ``memory``;
+    ``jobs`` is how many such jobs are requested (the cluster's size)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = None  # Slurm partition (``-p``); alias ``partition``
+    partition: str | None = None
+    account: str | None = None
+    cores: int = Field(4, ge=1)
+    processes: int = Field(4, ge=1)
+    memory: str = "6GiB"  # per job, as dask-jobqueue reads it ("6GiB", "16GB")
+    walltime: str = "02:00:00"
+    jobs: int = Field(1, ge=1)
+    job_extra_directives: list[str] = Field(default_factory=list)
+    local_directory: str | None = None  # worker scratch (spill) on the node, e.g. $TMPDIR
+    log_directory: str | None = None  # where the jobs' stdout/stderr go
+    python: str | None = None  # interpreter with calibmon installed (default: this one)
+
+    @model_validator(mode="after")
+    def _one_partition(self) -> SlurmConfig:
+        if self.queue and self.partition and self.queue != self.partition:
+            raise ValueError("give queue or partition (the same thing), not both")
+        if self.processes > self.cores:
+            raise ValueError(f"processes ({self.processes}) cannot exceed cores ({self.cores})")
+        return self
+
+
+class DaskConfig(BaseModel):
+    """Where ``executor: dask`` runs (calibmon.service.cluster opens it).
+
+    ``local``: a LocalCluster of ``workers`` processes on this machine; ``address``: an
+    existing scheduler (``tcp://host:8786``); ``slurm``: worker jobs from dask-jobqueue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: Literal["local", "address", "slurm"] = "local"
+    address: str | None = None
+    connect_timeout_s: float = Field(10.0, gt=0, le=600)  # reaching the scheduler, s
+    slurm: SlurmConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DaskConfig:
+        if self.cluster == "address" and not self.address:
+            raise ValueError("cluster: address needs address: tcp://HOST:PORT")
+        if self.address and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+", self.address):
+            raise ValueError(f"address {self.address!r} must look like tcp://HOST:PORT")
+        if self.cluster == "slurm" and self.slurm is None:
+            self.slurm = SlurmConfig()
+        if self.cluster != "slurm" and self.slurm is not None:
+            raise ValueError(f"slurm: keys given but cluster is {self.cluster!r}")
+        return self
+
+
 class _YamlSource(PydanticBaseSettingsSource):
     """The YAML file named by ``--config``/``CALIBMON_CONFIG`` (lowest priority)."""
 
@@ -99,6 +155,7 @@ class Settings(BaseSettings):
     workers: int | None = Field(None, ge=1)
     executor: Literal["process", "dask", "serial"] = "process"
     dask_address: str | None = None
+    dask: DaskConfig | None = None  # executor dask: local | address | slurm
     catalogue_dir: Path | None = None
     sinks: list[SinkConfig] = Field(default_factory=list)
     notifiers: list[NotifierConfig] = Field(default_factory=list)
