@@ -1,6 +1,8 @@
-"""Executors the pipeline's tasks run on: a process pool (default), a dask.distributed
-client's executor, or serial; and the worker set-up (SIGINT ignored, glibc keeps freed
-memory). Every one is a plain :class:`concurrent.futures.Executor`."""
+"""Executors the pipeline's tasks run on: a process pool (default) or serial; and the
+worker set-up (SIGINT ignored, glibc keeps freed memory). Every one is a plain
+:class:`concurrent.futures.Executor`; a dask cluster's (local, an address, Slurm) is opened
+by the service layer (:func:`calibmon.service.cluster.open_executor`), which owns its
+configuration and lifetime."""
 
 from __future__ import annotations
 
@@ -8,40 +10,18 @@ import ctypes
 import os
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any
 
 
-def make_executor(kind: str, workers: int | None, dask_address: str | None = None) -> Executor:
-    """A process pool (default), a dask.distributed client's executor, or serial."""
+def make_executor(kind: str, workers: int | None) -> Executor:
+    """A process pool of ``workers`` processes (default: CPU count), or serial.
+
+    ``kind`` ``"dask"`` is not made here: see :func:`calibmon.service.cluster.open_executor`.
+    """
     if kind == "serial":
         return _SerialExecutor()
     if kind == "dask":
-        from distributed import Client, LocalCluster
-
-        if dask_address:
-            return DaskExecutor(Client(dask_address))
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=":0")  # fmt: skip
-        return DaskExecutor(Client(cluster), cluster)
+        raise ValueError("a dask executor is opened by calibmon.service.cluster.open_executor")
     return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, initializer=_worker_init)
-
-
-class DaskExecutor(Executor):
-    """``Client.get_executor()`` whose shutdown also closes the client, and the local
-    cluster when it made one (else its worker processes outlive the run)."""
-
-    def __init__(self, client: Any, cluster: Any = None) -> None:
-        self.client, self._cluster = client, cluster
-        self._ex = client.get_executor()
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
-        return self._ex.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._ex.shutdown(wait=wait)
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
 
 
 def executor_workers(ex: Executor) -> int | None:

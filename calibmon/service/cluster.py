@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from calibmon.config import DaskConfig, Settings, SlurmConfig
 from calibmon.errors import ConfigError
-from calibmon.pipeline import keep_freed_memory
+from calibmon.pipeline import keep_freed_memory, make_executor
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,16 @@ def keep_freed_memory_on_workers(client: Any) -> None:
 
     plugin = type("KeepFreedMemory", (_KeepFreedMemory, WorkerPlugin), {})()
     client.register_plugin(plugin)
+
+
+def open_executor(settings: Settings) -> contextlib.AbstractContextManager[Executor]:
+    """The executor the settings name, as a context manager that closes it: the process pool
+    or serial executor of the pipeline, or a dask cluster's (``dask:`` block, or the legacy
+    ``dask_address``) through :func:`open_dask_executor`. The one place ``calibmon run`` and
+    ``calibmon serve`` get their executor."""
+    if settings.executor == "dask":
+        return open_dask_executor(dask_config(settings), settings.workers)
+    return make_executor(settings.executor, settings.workers)
 
 
 @contextlib.contextmanager

@@ -37,11 +37,11 @@ from calibmon.pipeline import (
     executor_workers,
     finish_detector_verification,
     in_flight_limit,
-    make_executor,
     new_run_context,
     run_detector_days,
 )
 from calibmon.records import MetricRecord
+from calibmon.service.cluster import open_executor
 from calibmon.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -224,9 +224,7 @@ def run_directory(
 
     if dds:
         with ExitStack() as stack:
-            ex = executor or stack.enter_context(
-                make_executor(settings.executor, settings.workers, settings.dask_address)
-            )
+            ex = executor or stack.enter_context(open_executor(settings))
             run_detector_days(
                 dds, ex, hints, done, progress,
                 calibs=lambda dd: calibs.get((dd.instrument, dd.day_obs, dd.detector_name)),

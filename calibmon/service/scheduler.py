@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +48,8 @@ from calibmon.catalogue import load_catalogue
 from calibmon.config import Settings
 from calibmon.dayobs import day_obs_for, day_obs_window, previous_day_obs, shift_day_obs
 from calibmon.io.discover import Discovery, discover
-from calibmon.pipeline import in_flight_limit, make_executor, new_run_context
+from calibmon.pipeline import in_flight_limit, new_run_context
+from calibmon.service.cluster import open_executor
 from calibmon.service.prometheus import LOCAL_SINK, CalibmonMetrics, store_opens
 from calibmon.service.run import RunSummary, run_directory, write_camera_summaries
 from calibmon.service.schedules import EXPECTED_EVIDENCE, JobSpec
@@ -146,7 +148,7 @@ class Service:
         tick_seconds: float | None = None,
         jobstore_url: str | None = None,
         staleness_hook: Callable[[JobSpec, Settings, Store, str], None] | None = None,
-        executor_factory: Callable[[Settings], Executor] | None = None,
+        executor_factory: Callable[[Settings], AbstractContextManager[Executor]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -738,9 +740,9 @@ class Service:
                 log.error("job %s: staleness alerts for %s failed: %s", spec.name, window[-1], exc)
 
 
-def settings_executor(settings: Settings) -> Executor:
-    """The executor the settings name (``executor``, ``workers``, ``dask_address``)."""
-    return make_executor(settings.executor, settings.workers, settings.dask_address)
+def settings_executor(settings: Settings) -> AbstractContextManager[Executor]:
+    """The executor the settings name (``executor``, ``workers``, ``dask``), closed on exit."""
+    return open_executor(settings)
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,6 @@ from .conftest import (
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.server]
 
-# calibmon/service/run.py still calls pipeline.make_executor(kind, workers, dask_address),
-# which knows only the legacy dask_address key: the ``dask:`` block, the connect timeout and
-# the quiet loggers need the 3-line change given in the cluster helper's report.
-NEEDS_RUN_WIRING = pytest.mark.xfail(
-    strict=True,
-    reason="needs calibmon/service/run.py to open executor 'dask' with "
-    "calibmon.service.cluster.open_dask_executor(dask_config(settings), workers)",
-)
-
 
 @pytest.fixture(scope="module")
 def pool_export(cluster_night: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
@@ -63,9 +54,7 @@ def _config(path: Path, style: str, address: str) -> Path:
     return write_config(path, f"executor: dask\ndask:\n  cluster: address\n  address: {address}\n")
 
 
-@pytest.mark.parametrize(
-    "style", ["dask_address", pytest.param("dask_block", marks=NEEDS_RUN_WIRING)]
-)
+@pytest.mark.parametrize("style", ["dask_address", "dask_block"])
 def test_records_on_a_dask_cluster_equal_the_process_pool(
     style: str, dask_cluster: DaskCluster, cluster_night: Path, pool_export: list[str],
     tmp_path: Path,
@@ -140,7 +129,6 @@ def test_a_worker_killed_mid_day_loses_and_duplicates_nothing(
     assert written == stored  # no detector-day was written twice (or half)
 
 
-@NEEDS_RUN_WIRING
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny_night: Path, tmp_path: Path) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     cfg = write_config(
@@ -156,7 +144,6 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tiny_night: Path, tmp_p
     assert lines[0].startswith(f"calibmon: cannot reach dask scheduler at {address}: ")
 
 
-@NEEDS_RUN_WIRING
 def test_dask_log_chatter_stays_out_of_stderr_unless_debug(
     tiny_night: Path, tmp_path: Path
 ) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from calibmon.config import load_settings
-from calibmon.pipeline import executor_workers, in_flight_limit, make_executor
+from calibmon.pipeline import executor_workers, in_flight_limit
+from calibmon.service.cluster import open_executor
 from calibmon.service.run import run_directory
 from calibmon.service.scheduler import Service, shifted_clock, unit_concurrency
 from calibmon.service.schedules import JobSpec
@@ -173,7 +174,7 @@ def test_dask_executor_runs_the_same_batch(night: Path, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     ref = _reference(tmp_path, night)
     settings = load_settings(None, store=tmp_path / "d.sqlite", executor="dask", workers=2)
-    with make_executor("dask", 2) as ex:
+    with open_executor(settings) as ex:
         assert executor_workers(ex) == 2  # the in-flight bound follows the cluster
     with Store(tmp_path / "d.sqlite") as store:
         summary = run_directory(night, settings, store, day_obs=DAY_OBS)
