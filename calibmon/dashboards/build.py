@@ -909,16 +909,14 @@ def write_all(
     namespace: str = NAMESPACE,
 ) -> list[Path]:
     """Write every dashboard to ``out_dir`` (default: ``dashboards/`` in the current directory)."""
-    from calibmon.io.atomic import atomic_write as _atomic_write
-    from calibmon.report.html import make_readable
+    from calibmon.io.atomic import atomic_write
 
     d = Path(out_dir) if out_dir else Path("dashboards")
     paths = []
     for fname, dash in build_all(catalogue, namespace).items():
         p = d / fname
         text = dumps(dash)
-        _atomic_write(p, lambda fh, t=text: fh.write(t.encode("utf-8")), "wb")
-        make_readable(p)
+        atomic_write(p, lambda fh, t=text: fh.write(t.encode("utf-8")), "wb")
         paths.append(p)
     return paths
 

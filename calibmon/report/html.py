@@ -7,7 +7,7 @@ metric, binned combined bias/dark/flat of the focal plane, distributions across 
 and linearity, trends of the last nights, and the per-amp table. Thresholds come from the
 metric catalogue (``metrics/*.yaml``), never from here.
 
-``write_report(settings, store, day_obs, path)`` is the hook ``calibmon demo`` calls;
+``write_report(settings, store, day_obs, path)`` is what ``calibmon report`` and ``calibmon demo`` call;
 ``calibmon report`` calls it too.
 
 Nothing in the store's content can stop the report: each figure and each section is drawn
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ from markupsafe import Markup
 
 from calibmon import __version__
 from calibmon.catalogue import Catalogue, load_catalogue
+from calibmon.io.atomic import atomic_write
 from calibmon.report.figures import FIGURE_FUNCTIONS, Figures
 from calibmon.report.nightdata import load_night
 from calibmon.report.sections import (
@@ -197,19 +197,6 @@ def build_report(
     )
 
 
-def make_readable(path: Path) -> None:
-    """Give a freshly written file the usual permissions (``mkstemp`` creates it 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
-def demo_report_hook(settings, store, day_obs: str, report_path: str | Path) -> Path:
-    """The ``calibmon demo`` hook (``calibmon.cli._DEMO_REPORT_HOOKS``): the demo night's
-    report, trends over the nights the store holds. Returns the path written."""
-    return write_report(settings, store, day_obs, report_path)
-
-
 def write_report(
     settings,
     store,
@@ -220,8 +207,8 @@ def write_report(
     instrument: str | None = None,
     metrics: Sequence[str] | None = None,
 ) -> Path:
-    """Render the report and write it atomically to ``path`` (the ``calibmon demo`` hook:
-    ``hook(settings, store, day_obs, report_path)``). Returns the path."""
+    """Render the report and write it atomically to ``path`` (``calibmon report`` and
+    ``calibmon demo``). Returns the path."""
     cat = load_catalogue(getattr(settings, "catalogue_dir", None) if settings else None)
     t0 = time.perf_counter()
     text = build_report(
@@ -233,9 +220,6 @@ def write_report(
         catalogue=cat,
     )
     path = Path(path)
-    from calibmon.io.atomic import atomic_write as _atomic_write
-
-    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "wb")
-    make_readable(path)
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "wb")  # readable, 0666 & ~umask
     log.info("report %s written (%.1f MB, %.1f s)", path, len(text) / 1e6, time.perf_counter() - t0)
     return path

@@ -95,14 +95,15 @@ def test_map_draws_values_and_outlines_firing_amps() -> None:
     assert x0 == mosaic.ccd_box("LSSTCam", "R22_S11")[0]  # C10 is the bottom-left amp
 
 
-def test_demo_hook_writes_the_report(tmp_path) -> None:
-    """``calibmon demo`` calls ``demo_report_hook(settings, store, day_obs, report_path)``."""
-    from calibmon.report.html import demo_report_hook
+def test_write_report_writes_a_readable_file(tmp_path) -> None:
+    """``calibmon demo`` and ``calibmon report`` call ``write_report(settings, store, day_obs,
+    path)``."""
+    from calibmon.report import write_report
 
     settings = load_settings(None, store=tmp_path / "s.sqlite")
     with Store(tmp_path / "s.sqlite") as store:
         write_night(store, night_records("20251121", ["R22_S11"], metrics=["gain"]), "20251121")
-        out = demo_report_hook(settings, store, "20251121", tmp_path / "demo.html")
+        out = write_report(settings, store, "20251121", tmp_path / "demo.html")
     assert out == tmp_path / "demo.html" and "R22_S11" in out.read_text(encoding="utf-8")
     assert out.stat().st_mode & 0o044  # readable like any report, not mkstemp's 0600
 
