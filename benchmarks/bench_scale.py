@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import fitsio
 import psutil
+from bench_pipeline import floor_seconds  # the same floor as bench_pipeline.py (this folder)
 
 DAY_OBS = "20251121"
 LSSTCAM_DETECTOR_DAYS = 205
@@ -63,22 +63,6 @@ def simulate(root: Path, n: int, small: bool) -> list[Path]:
 
 
 # -- measurements ------------------------------------------------------------------------
-def decompress(path: str) -> int:
-    n = 0
-    with fitsio.FITS(path) as f:
-        for hdu in f[1:]:
-            a = hdu.read()
-            n += 0 if a is None else a.size
-    return n
-
-
-def floor_seconds(files: list[Path], workers: int) -> float:
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers) as ex:
-        list(ex.map(decompress, [str(p) for p in files], chunksize=1))
-    return time.perf_counter() - t0
-
-
 def _vm_hwm_mb(pid: int) -> float:
     """Peak resident set (VmHWM) of a process, MB; 0 if it is gone."""
     try:
