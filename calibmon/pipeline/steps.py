@@ -37,8 +37,6 @@ from calibmon.science import cti as cti_sci
 from calibmon.science import dark as dark_sci
 from calibmon.science import defects as defects_sci
 from calibmon.science import flat as flat_sci
-from calibmon.science import linearity as lin_sci
-from calibmon.science import ptc as ptc_sci
 from calibmon.science.combine import clipped_mean_stack
 from calibmon.science.verify import master_noise_factor
 
@@ -329,6 +327,11 @@ def measure_ptc(
 ) -> None:
     """PTC ramp: Astier fit, turnoff, full well, linearity from each flat pair's
     statistics (mean adu, variance adu², of the bias-subtracted pair)."""
+    # Imported here: their scipy.stats/scipy.optimize imports (≈ 0.5 s, ≈ 40 MB per
+    # worker) are only needed by a PTC ramp, not by the daily bias/dark/flat set.
+    from calibmon.science import linearity as lin_sci
+    from calibmon.science import ptc as ptc_sci
+
     mus, variances, times, npix, used_ids = [], [], [], [], []
     for a, b, ps in ramp:
         if math.isfinite(ps.mu_adu) and math.isfinite(ps.var_adu2):
