@@ -129,8 +129,10 @@ def block_means(image: np.ndarray, b: int) -> np.ndarray:
 
 def robust_var(x: np.ndarray) -> float:
     """(1.4826·MAD)² of the finite values: a variance that ignores a few defects."""
-    v = np.asarray(x, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]  # a fresh array (boolean indexing copies): reordered in place below
+    v = np.array(x, dtype=np.float64).ravel()  # a fresh copy: reordered in place below
+    finite = np.isfinite(v)
+    if not finite.all():
+        v = v[finite]
     if v.size < 2:
         return math.nan
     # np.median's values without its copies: partition v in place, then |v − med| into v.
