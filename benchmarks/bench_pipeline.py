@@ -16,7 +16,10 @@ All timings are measured in this run, on this machine:
             10 flat of the input, against the floor of the same 30 files
 
 and the ratios pipeline/floor, run/floor and ccdproc/pipeline (daily set).
-``--skip-ptc`` leaves out the PTC ramp (simulated and timed).
+``--skip-ptc`` leaves out the PTC ramp (simulated and timed). ``--worker-rss`` also
+prints the peak resident set (VmHWM) of one forked pool worker that measures the first
+8 amps of the input's detector-day, after importing what ``calibmon run`` imports
+(target ≤ 300 MB).
 """
 
 from __future__ import annotations
@@ -81,6 +84,36 @@ def run_seconds(files: list[Path], workers: int) -> tuple[float, int]:
         return seconds, len(files)
 
 
+def _measure_and_peak(task: object) -> float:
+    """Run one AmpSetTask (in a worker) and return this process's VmHWM, MB."""
+    from calibmon.pipeline import measure_amps
+
+    measure_amps(task)
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker_peak_mb(root: Path, amps_per_task: int = 8) -> tuple[float, int]:
+    """VmHWM (MB) of a fresh pool worker, forked after the CLI's imports (as in ``calibmon
+    run``), measuring the first ``amps_per_task`` amps of the first detector-day."""
+    # the run process's imports, inherited by its forked workers
+    import calibmon.cli
+    import calibmon.service.run  # noqa: F401
+    from calibmon.io.discover import discover
+    from calibmon.pipeline import AmpHints, AmpSetTask, detector_days
+    from calibmon.pipeline.executors import make_executor
+
+    dd = detector_days(discover(root))[0]
+    amps = dd.amps[:amps_per_task]
+    task = AmpSetTask(dd.instrument, dd.day_obs, dd.detector_name, dd.vendor, amps,
+                      dd.frames(), {a: AmpHints() for a in amps})  # fmt: skip
+    with make_executor("process", 1) as ex:
+        return ex.submit(_measure_and_peak, task).result(), len(amps)
+
+
 def ccdproc_seconds(files_by_kind: dict[str, list[Path]]) -> float:
     """The daily set with ccdproc, per amp: overscan, trim, sigma-clipped combine."""
     import warnings
@@ -128,6 +161,7 @@ def main() -> None:
     ap.add_argument("--skip-ccdproc", action="store_true")
     ap.add_argument("--skip-ptc", action="store_true", help="no PTC ramp (simulated/timed)")
     ap.add_argument("--skip-run", action="store_true", help="no end-to-end calibmon run")
+    ap.add_argument("--worker-rss", action="store_true", help="VmHWM of one 8-amp worker")
     args = ap.parse_args()
     tmp = None
     if args.input is None:
@@ -166,6 +200,9 @@ def main() -> None:
         run_30, n_30 = run_seconds(day30, args.workers)
         print(f"calibmon run ({n_30} files, new process)   floor {fl_30:6.1f} s   "
               f"run {run_30:6.1f} s   ratio {run_30 / fl_30:4.2f}")  # fmt: skip
+    if args.worker_rss:
+        peak, n_amps = worker_peak_mb(args.input)
+        print(f"worker      VmHWM {peak:6.0f} MB ({n_amps} amps, one forked pool worker)")
     if not args.skip_ccdproc:
         cp = ccdproc_seconds(by_kind)
         print(f"ccdproc     daily set {cp:6.1f} s (1 process)   ccdproc/pipeline = "

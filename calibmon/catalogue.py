@@ -217,6 +217,11 @@ def load_catalogue(directory: str | Path | None = None) -> Catalogue:
     return _load(str(Path(directory) if directory else DEFAULT_DIR))
 
 
+# libyaml's C loader when PyYAML was built with it (≈ 10× faster than the pure-Python
+# SafeLoader on the catalogue); both resolve the same safe tags to the same values.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.cache
 def _load(directory: str) -> Catalogue:
     d = Path(directory)
@@ -226,7 +231,7 @@ def _load(directory: str) -> Catalogue:
     metrics: dict[str, MetricDef] = {}
     for f in files:
         try:
-            raw = yaml.safe_load(f.read_text())
+            raw = yaml.load(f.read_text(), Loader=_SAFE_LOADER)
             doc = CatalogueDoc.model_validate(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"catalogue {f}: not valid YAML") from exc

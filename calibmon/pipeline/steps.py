@@ -37,8 +37,6 @@ from calibmon.science import cti as cti_sci
 from calibmon.science import dark as dark_sci
 from calibmon.science import defects as defects_sci
 from calibmon.science import flat as flat_sci
-from calibmon.science import linearity as lin_sci
-from calibmon.science import ptc as ptc_sci
 from calibmon.science.combine import clipped_mean_stack
 from calibmon.science.verify import master_noise_factor
 
@@ -101,6 +99,17 @@ def _keep_for_verify(
         ctx.stacks[kind] = (stack, list(used))
 
 
+def _stack_buffer(ctx: AmpContext, kind: str) -> str:
+    """The task's buffer a kind's stack is read into (:meth:`FileCache.buffer`).
+
+    The kinds are read one after the other and a stack is dead once its step (and its
+    verify step, which pops ``ctx.stacks``) is done, so they share one buffer: a worker
+    then holds one ~60 MB stack instead of one per kind (bias, flat, dark: ≈ 120 MB less
+    peak RSS). While any stack is still held for verification, the kind's own buffer.
+    """
+    return "stack" if not ctx.stacks else f"stack-{kind}"
+
+
 def _subtract_bias(stack: np.ndarray, ctx: AmpContext) -> str:
     """Subtract the day's master bias from every frame in place; say if there was none."""
     if ctx.master_bias is not None and ctx.master_bias.shape == stack.shape[1:]:
@@ -150,7 +159,7 @@ def step_bias(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     noises: list[bias_sci.FrameNoise] = []
     stack, used, geom = read_corrected_stack(
         frames, task.amp, task.detector_name, res, _overscan_noise_hook(noises), task.cache,
-        buffer_key="bias",
+        buffer_key=_stack_buffer(ctx, "bias"),
     )  # fmt: skip
     measure_bias(stack, used, geom, noises, task, res, ctx)
 
@@ -233,7 +242,13 @@ def step_flat(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
         eper.add(image, geom, levels)
 
     stack, used, _ = read_corrected_stack(
-        frames, task.amp, task.detector_name, res, hook, task.cache, buffer_key="flat"
+        frames,
+        task.amp,
+        task.detector_name,
+        res,
+        hook,
+        task.cache,
+        buffer_key=_stack_buffer(ctx, "flat"),
     )
     measure_flat(stack, used, frame_means, eper, task, res, ctx)
 
@@ -312,7 +327,12 @@ def step_ptc(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     ramp: list[tuple[Frame, Frame, flat_sci.PairStats]] = []
     for a, b in _pairs(frames):
         stack, used, _ = read_corrected_stack(
-            (a, b), task.amp, task.detector_name, res, cache=task.cache, buffer_key="ptc"
+            (a, b),
+            task.amp,
+            task.detector_name,
+            res,
+            cache=task.cache,
+            buffer_key=_stack_buffer(ctx, "ptc"),
         )
         if len(used) != 2:
             continue
@@ -329,6 +349,11 @@ def measure_ptc(
 ) -> None:
     """PTC ramp: Astier fit, turnoff, full well, linearity from each flat pair's
     statistics (mean adu, variance adu², of the bias-subtracted pair)."""
+    # Imported here: their scipy.stats/scipy.optimize imports (≈ 0.5 s, ≈ 40 MB per
+    # worker) are only needed by a PTC ramp, not by the daily bias/dark/flat set.
+    from calibmon.science import linearity as lin_sci
+    from calibmon.science import ptc as ptc_sci
+
     mus, variances, times, npix, used_ids = [], [], [], [], []
     for a, b, ps in ramp:
         if math.isfinite(ps.mu_adu) and math.isfinite(ps.var_adu2):
@@ -489,7 +514,12 @@ def step_dark(task: AmpTask, res: AmpResult, ctx: AmpContext) -> None:
     if not frames:
         return
     stack, used, _ = read_corrected_stack(
-        frames, task.amp, task.detector_name, res, cache=task.cache, buffer_key="dark"
+        frames,
+        task.amp,
+        task.detector_name,
+        res,
+        cache=task.cache,
+        buffer_key=_stack_buffer(ctx, "dark"),
     )
     measure_dark(stack, used, task, res, ctx)
 

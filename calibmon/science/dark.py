@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from calibmon.science.robust import SIGMA_PER_MAD, interpolated_quantile
+from calibmon.science.robust import SIGMA_PER_MAD, interpolated_quantile, partition_median
 
 # The upper statistic reported: 95th percentile (DESIGN §4 ``dark_current_p95``).
 DARK_PERCENTILE = 95.0
@@ -129,11 +129,17 @@ def block_means(image: np.ndarray, b: int) -> np.ndarray:
 
 def robust_var(x: np.ndarray) -> float:
     """(1.4826·MAD)² of the finite values: a variance that ignores a few defects."""
-    v = np.asarray(x, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
+    v = np.array(x, dtype=np.float64).ravel()  # a fresh copy: reordered in place below
+    finite = np.isfinite(v)
+    if not finite.all():
+        v = v[finite]
     if v.size < 2:
         return math.nan
-    return float((SIGMA_PER_MAD * np.median(np.abs(v - np.median(v)))) ** 2)
+    # np.median's values without its copies: partition v in place, then |v − med| into v.
+    med = partition_median(v)
+    np.subtract(v, med, out=v)
+    np.abs(v, out=v)
+    return float((SIGMA_PER_MAD * partition_median(v)) ** 2)
 
 
 class HalfDifferenceNoise:

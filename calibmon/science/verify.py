@@ -89,7 +89,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from calibmon.science.combine import clipped_mean_stack
 from calibmon.science.robust import SIGMA_PER_MAD, clipped_stats_fast
@@ -158,6 +157,8 @@ def day_false_fail(budget: float = FALSE_FAIL_PER_AMP_NIGHT) -> float:
 def normal_z(p: float, *, two_sided: bool = False, n_points: int = 1) -> float:
     """Normal quantile z with ``P(any of n_points exceeds z) ≤ p`` (union bound):
     ``Φ̄(z) = p/n_points`` (halved again when ``two_sided``)."""
+    from scipy import stats  # heavy (≈ 0.5 s): imported by the verification that needs it
+
     q = p / max(int(n_points), 1)
     if two_sided:
         q /= 2.0
