@@ -12,7 +12,7 @@ import numpy as np
 from calibmon.catalogue import Catalogue
 from calibmon.io.discover import Group
 from calibmon.pipeline.tasks import AmpResult, DetectorDay, RunContext
-from calibmon.records import MetricRecord, Provenance, Stats
+from calibmon.records import MetricRecord, Stats
 from calibmon.science.robust import summary_stats
 
 METRIC_KIND: dict[str, str] = {
@@ -59,14 +59,9 @@ def amp_records(
             used = res.used.get(group.key.kind, group.exposure_ids)
             extra = dict(res.extra.get(metric, {}))
             calibs_used = extra.pop("input_calibs", None)  # verify records name their own
-            prov = Provenance(
-                run=rc.run_id,
-                exposures=used,
-                n_exposures=len(used),
-                software_version=rc.software_version,
-                config_hash=rc.config_hash,
-                input_calibs=dict(calibs_used if calibs_used is not None else input_calibs or {}),
-                processed_at=rc.processed_at,
+            prov = rc.provenance(
+                used,
+                input_calibs=calibs_used if calibs_used is not None else input_calibs,
                 **extra,
             )
             records.append(
@@ -108,14 +103,7 @@ def amp_records(
                 physical_filter=group.key.physical_filter,
                 vendor=dd.vendor,
                 timestamp=group.timestamp,
-                provenance=Provenance(
-                    run=rc.run_id,
-                    exposures=group.exposure_ids,
-                    n_exposures=len(group.exposures),
-                    software_version=rc.software_version,
-                    config_hash=rc.config_hash,
-                    processed_at=rc.processed_at,
-                ),
+                provenance=rc.provenance(group.exposure_ids, n_exposures=len(group.exposures)),
                 stats=Stats(**st),
             )
         )
@@ -149,14 +137,7 @@ def camera_records(
                 physical_filter=recs[0].physical_filter,
                 vendor="",
                 timestamp=min(r.timestamp for r in recs),
-                provenance=Provenance(
-                    run=rc.run_id,
-                    exposures=exposures,
-                    n_exposures=len(exposures),
-                    software_version=rc.software_version,
-                    config_hash=rc.config_hash,
-                    processed_at=rc.processed_at,
-                ),
+                provenance=rc.provenance(exposures),
                 stats=Stats(**st),
             )
         )

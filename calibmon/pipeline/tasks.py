@@ -16,7 +16,7 @@ from calibmon import __version__
 from calibmon.calibs.products import CertifiedCalib
 from calibmon.io import detectors as dets
 from calibmon.io.discover import Group
-from calibmon.records import iso_utc_ms
+from calibmon.records import Provenance, iso_utc_ms
 
 if TYPE_CHECKING:  # pragma: no cover
     from calibmon.pipeline.reading import FileCache
@@ -134,6 +134,27 @@ class RunContext:
     config_hash: str
     processed_at: str
     software_version: str = __version__
+
+    def provenance(
+        self,
+        exposures: list[int],
+        *,
+        n_exposures: int | None = None,
+        input_calibs: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Provenance:
+        """The provenance of a record of this run made from ``exposures`` (exposure ids);
+        ``extra`` keys (e.g. ``gain_source``) are kept as they are."""
+        return Provenance(
+            run=self.run_id,
+            exposures=exposures,
+            n_exposures=len(exposures) if n_exposures is None else n_exposures,
+            software_version=self.software_version,
+            config_hash=self.config_hash,
+            input_calibs=dict(input_calibs or {}),
+            processed_at=self.processed_at,
+            **extra,
+        )
 
 
 def new_run_context(config_hash: str) -> RunContext:
