@@ -120,6 +120,22 @@ FALSE_FAIL_PER_AMP_NIGHT = 1e-6
 PASS_FRACTION_ALERT = 0.5
 
 
+def _winsorised(
+    residual: np.ndarray, centre: float, noise: float, bad_mask: np.ndarray | None
+) -> np.ndarray:
+    """``residual`` (float32 copy) clipped to ``centre ± PROFILE_WINSOR_NSIGMA·noise``, with
+    non-finite and masked pixels set to ``centre``; the input of the row/column profiles."""
+    half = PROFILE_WINSOR_NSIGMA * noise
+    work = np.clip(residual, np.float32(centre - half), np.float32(centre + half),
+                   dtype=np.float32)  # fmt: skip
+    bad = ~np.isfinite(work)
+    if bad_mask is not None:
+        bad |= np.asarray(bad_mask, dtype=bool)
+    if bad.any():
+        work[bad] = np.float32(centre)
+    return work
+
+
 def failures_to_alert(n_exposures: int, alert_fraction: float = PASS_FRACTION_ALERT) -> int:
     """Fewest failing exposures of ``n_exposures`` that make the pass fraction
     ``< alert_fraction``: ``⌊N·(1 − f)⌋ + 1`` (2 of 3, 8 of 15, 1 of 1)."""
@@ -239,14 +255,7 @@ def mean_error_rows(
     """
     if not (math.isfinite(noise) and noise > 0) or residual.ndim != 2:
         return math.nan
-    half = PROFILE_WINSOR_NSIGMA * noise
-    work = np.clip(residual, np.float32(centre - half), np.float32(centre + half),
-                   dtype=np.float32)  # fmt: skip
-    bad = ~np.isfinite(work)
-    if bad_mask is not None:
-        bad |= np.asarray(bad_mask, dtype=bool)
-    if bad.any():
-        work[bad] = np.float32(centre)
+    work = _winsorised(residual, centre, noise, bad_mask)
     n_rows, n_cols = work.shape
     row = work.mean(axis=1, dtype=np.float64)
     rows_sigma = SIGMA_PER_MAD * float(np.median(np.abs(row - np.median(row))))
@@ -402,14 +411,7 @@ def profile_nsigma(
         raise ValueError(f"residual must be 2-D, got {residual.shape}")
     if not (math.isfinite(noise) and noise > 0):
         return math.nan, math.nan
-    half = PROFILE_WINSOR_NSIGMA * noise
-    work = np.clip(residual, np.float32(centre - half), np.float32(centre + half),
-                   dtype=np.float32)  # fmt: skip
-    bad = ~np.isfinite(work)
-    if bad_mask is not None:
-        bad |= np.asarray(bad_mask, dtype=bool)
-    if bad.any():
-        work[bad] = np.float32(centre)
+    work = _winsorised(residual, centre, noise, bad_mask)
     n_rows, n_cols = work.shape
     col = work.mean(axis=0, dtype=np.float64)
     row = work.mean(axis=1, dtype=np.float64)
